@@ -171,6 +171,7 @@ func TestChildren(t *testing.T) {
 		defer cancel()
 		sup := NewSupervisor("swarms", quiet)
 		go sup.Serve(ctx)
+		synctest.Wait() // the supervisor is up and idle
 		kids := NewChildren[string](sup)
 		stopped := make(chan string, 2)
 		mk := func(name string) func() Service {

@@ -1,0 +1,148 @@
+package mount
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/winfsp/cgofuse/fuse"
+)
+
+// ErrBusy is returned when a live file system is mounted at the directory.
+var ErrBusy = errors.New("mount: mount point busy")
+
+// Options configure a mount.
+type Options struct {
+	// Name is the file system name shown by mount(8) and /proc/mounts
+	// (default "delugefs").
+	Name string
+	// AllowOther lets other users than the one mounting use the mount
+	// (-o allow_other); the kernel still checks mode bits.
+	AllowOther bool
+	// ReaddirPlus makes readdir carry each entry's attributes to the kernel
+	// (FUSE_CAP_READDIRPLUS), so `ls -l` needs no lookup per entry. The file
+	// system's Readdir must pass a stat to its fill function.
+	ReaddirPlus bool
+	// OpenTrunc lets open receive O_TRUNC (FUSE_CAP_ATOMIC_O_TRUNC) instead
+	// of a truncate followed by an open.
+	OpenTrunc bool
+	// Debug logs every FUSE request to stderr (-o debug).
+	Debug bool
+	// Extra holds further -o options, passed as they are.
+	Extra []string
+	// Timeout bounds how long Mount waits for the kernel and Unmount for
+	// the FUSE loop to end (default 10s).
+	Timeout time.Duration
+}
+
+// Point is a mounted file system (a live mount point). Its methods are safe for concurrent use.
+type Point struct {
+	dir  string
+	host *fuse.FileSystemHost
+	done chan struct{} // closed when host.Mount returned
+	ok   bool          // host.Mount's result; read after done is closed
+
+	timeout time.Duration
+	once    sync.Once
+	err     error // result of the first Unmount; written inside once
+}
+
+// Dir returns the absolute mount point.
+func (m *Point) Dir() string { return m.dir }
+
+// Args returns the command line that Mount passes to libfuse for opts.
+func Args(o Options) []string {
+	name := o.Name
+	if name == "" {
+		name = "delugefs"
+	}
+	opts := "default_permissions,fsname=" + name + ",subtype=" + name + ""
+	if o.AllowOther {
+		opts += ",allow_other"
+	}
+	for _, e := range o.Extra {
+		opts += "," + e
+	}
+	args := []string{"-o", opts}
+	if o.Debug {
+		args = append(args, "-d")
+	}
+	return args
+}
+
+// Mount mounts fsys at dir and returns once the mount is usable. The
+// directory must exist; a stale mount there should be recovered with Recover
+// first. The file system runs until Unmount (or until the kernel tears the
+// connection down, e.g. `umount -l dir`), on goroutines and threads of
+// libfuse's multi-threaded loop.
+func Mount(dir string, fsys fuse.FileSystemInterface, o Options) (*Point, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	before, err := os.Stat(abs)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	if !before.IsDir() {
+		return nil, fmt.Errorf("mount %s: not a directory", dir)
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	host := fuse.NewFileSystemHost(fsys)
+	host.SetCapReaddirPlus(o.ReaddirPlus)
+	host.SetCapOpenTrunc(o.OpenTrunc)
+	host.SetUseIno(false)
+	host.SetDirectIO(false)
+	m := &Point{dir: abs, host: host, done: make(chan struct{}), timeout: o.Timeout}
+	args := Args(o)
+	// This goroutine runs libfuse's loop; it ends when the file system is
+	// unmounted (Unmount waits for it) or when the mount fails.
+	go func() {
+		defer close(m.done)
+		m.ok = host.Mount(abs, args)
+	}()
+	if err := waitMounted(abs, before, m.done, o.Timeout); err != nil {
+		m.Unmount()
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	return m, nil
+}
+
+// Unmount unmounts lazily (MNT_DETACH, or fusermount -u -z when not root) and
+// waits for the FUSE loop to end. Files still open keep the detached file
+// system alive until they are closed; if that takes longer than the timeout
+// Unmount aborts the connection. Later calls return the first call's result.
+func (m *Point) Unmount() error {
+	m.once.Do(func() {
+		if err := unmount(m); err != nil {
+			m.err = fmt.Errorf("unmount %s: %w", m.dir, err)
+			return
+		}
+		select {
+		case <-m.done:
+			return
+		case <-time.After(m.timeout):
+		}
+		// The loop did not end: a process holds files open on the detached
+		// mount, or the file system is stuck. Cut the connection.
+		if err := abort(m.dir); err != nil {
+			m.err = fmt.Errorf("unmount %s: loop still running: %w", m.dir, err)
+			return
+		}
+		select {
+		case <-m.done:
+		case <-time.After(m.timeout):
+			m.err = fmt.Errorf("unmount %s: loop still running after abort", m.dir)
+		}
+	})
+	return m.err
+}
+
+// Done returns a channel closed when the file system is no longer mounted
+// (its FUSE loop has ended).
+func (m *Point) Done() <-chan struct{} { return m.done }

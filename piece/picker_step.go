@@ -1,0 +1,272 @@
+package piece
+
+import (
+	"cmp"
+	"math"
+	"math/bits"
+	"slices"
+	"time"
+)
+
+// Step returns what to send now: first the cancels queued by events since
+// the last Step (in the order the events happened), then new requests in
+// order of urgency (see Picker). The returned slice is owned by the Picker
+// and valid until the next call of Step.
+func (p *Picker) Step(now time.Time) []Action {
+	t := now.UnixNano()
+	p.out = append(p.out[:0], p.cancels...)
+	p.cancels = p.cancels[:0]
+	if p.nhave == p.n {
+		return p.out
+	}
+
+	// The peers that may take requests, fastest first (peers not measured
+	// yet last), then by id.
+	p.free = p.free[:0]
+	for _, q := range p.peers {
+		if !q.choked && q.lack > 0 && len(q.inflight) < q.capacity {
+			p.free = append(p.free, q)
+		}
+	}
+	p.nfree = len(p.free)
+	if p.nfree == 0 {
+		return p.out
+	}
+	if len(p.free) > 1 {
+		slices.SortStableFunc(p.free, func(a, b *peer) int { return cmp.Compare(a.speedKey(), b.speedKey()) })
+	}
+
+	// 1. Pending reads, earliest deadline first, spread over the peers.
+	for _, r := range p.reads {
+		overdue := t >= r.deadline
+		for i := r.first; i <= r.last && p.nfree > 0; i++ {
+			if p.have.has(i) || (!overdue && !p.requestable(i)) {
+				continue
+			}
+			base, c := p.blockRange(i)
+			for blk := int32(base); blk < int32(base+c) && p.nfree > 0; blk++ {
+				if p.from[blk] != noPeer {
+					continue
+				}
+				n := int(p.reqs[blk])
+				if n == 0 || (overdue && n < p.opts.MaxCopies) {
+					if q := p.choose(i, blk, n > 0); q != nil {
+						p.give(q, blk, t)
+					}
+				}
+			}
+		}
+	}
+
+	// 2. First and last pieces while a reader is open, then the read-ahead
+	// windows.
+	if len(p.readers) > 0 && p.nfree > 0 {
+		p.fillPiece(0, t)
+		p.fillPiece(p.n-1, t)
+		for _, r := range p.readers {
+			off, n := p.Window(r.id)
+			if n == 0 {
+				continue
+			}
+			last := int((off + n - 1) / p.geo.PieceLength)
+			for i := int(off / p.geo.PieceLength); i <= last && p.nfree > 0; i++ {
+				p.fillPiece(i, t)
+			}
+		}
+	}
+
+	// 3. Late requests: ask a second peer.
+	for _, q := range p.peers {
+		if p.nfree == 0 {
+			break
+		}
+		to := p.timeout(q)
+		for k := range q.inflight {
+			f := &q.inflight[k]
+			if t-f.sentAt <= to || p.nfree == 0 {
+				break
+			}
+			if f.dup || int(p.reqs[f.blk]) >= p.opts.MaxCopies {
+				continue
+			}
+			if o := p.choose(int(f.blk)/p.bpp, f.blk, true); o != nil {
+				f.dup = true
+				p.give(o, f.blk, t)
+			}
+		}
+	}
+
+	// 4. Rarest first, whole pieces per peer; 5. endgame.
+	if p.wantAll {
+		for _, q := range p.free {
+			if p.nfree == 0 {
+				break
+			}
+			if len(q.inflight) < q.capacity {
+				p.fillRarest(q, t)
+			}
+			if len(q.inflight) < q.capacity && p.unreq == 0 {
+				p.endgame(q, t)
+			}
+		}
+	}
+	return p.out
+}
+
+func (q *peer) speedKey() int64 {
+	if q.srtt == 0 {
+		return math.MaxInt64
+	}
+	return q.srtt
+}
+
+// timeout returns how long a request may stay outstanding on q before it is
+// late.
+func (p *Picker) timeout(q *peer) int64 {
+	return max(int64(p.opts.LateMin), int64(p.opts.LateFactor)*q.srtt)
+}
+
+// choose returns the free peer with the most free slots that has piece i
+// (ties: faster, then lower id), skipping peers that already have blk in
+// flight when dup is set; nil when there is none.
+func (p *Picker) choose(i int, blk int32, dup bool) *peer {
+	var best *peer
+	bestFree := 0
+	for _, q := range p.free {
+		f := q.capacity - len(q.inflight)
+		if f <= bestFree || !q.has(i) || (dup && q.find(blk) >= 0) {
+			continue
+		}
+		best, bestFree = q, f
+	}
+	return best
+}
+
+// give requests blk from q and keeps count of the free peers.
+func (p *Picker) give(q *peer, blk int32, t int64) {
+	p.request(q, blk, t)
+	if len(q.inflight) == q.capacity {
+		p.nfree--
+	}
+}
+
+// nextUnrequested returns the first block of piece i from blk on that is
+// neither received nor requested, or -1.
+func (p *Picker) nextUnrequested(i int, blk int32) int32 {
+	base, c := p.blockRange(i)
+	for blk = max(blk, int32(base)); blk < int32(base+c); blk++ {
+		if p.reqs[blk] == 0 && p.from[blk] == noPeer {
+			return blk
+		}
+	}
+	return -1
+}
+
+// fillPiece requests the pending blocks of piece i, preferring one peer for
+// the whole piece (its owner, else the free peer with the most room).
+func (p *Picker) fillPiece(i int, t int64) {
+	if !p.requestable(i) {
+		return
+	}
+	blk := int32(-1)
+	for p.nfree > 0 {
+		var q *peer
+		if o := p.pieces[i].owner; o != noPeer {
+			if oq := p.peer(o); oq != nil && !oq.choked && oq.has(i) && len(oq.inflight) < oq.capacity && slices.Contains(p.free, oq) {
+				q = oq
+			}
+		}
+		if q == nil {
+			if q = p.choose(i, -1, false); q == nil {
+				return
+			}
+		}
+		if p.pieces[i].owner == noPeer {
+			p.pieces[i].owner = q.id
+		}
+		for len(q.inflight) < q.capacity {
+			if blk = p.nextUnrequested(i, blk); blk < 0 {
+				return
+			}
+			p.give(q, blk, t)
+		}
+	}
+}
+
+// fillRarest fills q's pipeline from the piece it is working on, then from
+// the pieces pickRarest gives it.
+func (p *Picker) fillRarest(q *peer, t int64) {
+	blk := int32(-1)
+	for len(q.inflight) < q.capacity {
+		i := q.cur
+		if i < 0 || !q.has(i) || !p.requestable(i) {
+			if i = p.pickRarest(q); i < 0 {
+				q.cur = -1
+				return
+			}
+			q.cur = i
+			blk = -1
+			if p.pieces[i].owner == noPeer {
+				p.pieces[i].owner = q.id
+			}
+		}
+		blk = p.nextUnrequested(i, blk)
+		p.give(q, blk, t)
+	}
+}
+
+// pickRarest returns the piece q should start next, or -1: among the
+// missing pieces q has that have blocks to request, first the ones begun and
+// left without an owner (or owned by q), then untouched ones, then the ones
+// another peer is filling; within a class the rarest, ties broken by the
+// seeded random rank.
+func (p *Picker) pickRarest(q *peer) int {
+	best, bestCls, bestAvail, bestRank := -1, 3, int32(0), int32(0)
+	for w, hw := range p.have {
+		m := ^hw
+		if !q.haveAll {
+			m &= q.bits[w]
+		}
+		for m != 0 {
+			i := w<<6 | bits.TrailingZeros64(m)
+			m &= m - 1
+			if i >= p.n {
+				break
+			}
+			ps := &p.pieces[i]
+			_, c := p.blockRange(i)
+			done := int(ps.received + ps.requested)
+			if done >= c {
+				continue
+			}
+			cls := 1
+			if done > 0 {
+				cls = 2
+				if ps.owner == noPeer || ps.owner == q.id {
+					cls = 0
+				}
+			}
+			a, r := p.avail[i], p.rank[i]
+			if best < 0 || cls < bestCls || (cls == bestCls && (a < bestAvail || (a == bestAvail && r < bestRank))) {
+				best, bestCls, bestAvail, bestRank = i, cls, a, r
+			}
+		}
+	}
+	return best
+}
+
+// endgame fills q's pipeline with blocks outstanding on other peers.
+func (p *Picker) endgame(q *peer, t int64) {
+	for _, o := range p.peers {
+		if o == q {
+			continue
+		}
+		for k := 0; k < len(o.inflight) && len(q.inflight) < q.capacity; k++ {
+			blk := o.inflight[k].blk
+			if int(p.reqs[blk]) >= p.opts.MaxCopies || !q.has(int(blk)/p.bpp) || q.find(blk) >= 0 {
+				continue
+			}
+			p.give(q, blk, t)
+		}
+	}
+}

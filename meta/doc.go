@@ -1,0 +1,71 @@
+// Package meta is the namespace of a DelugeFS node: a bare git repository
+// (ROOT/meta.git) holding one git path per filesystem path, and the
+// in-memory index built from it that serves getattr and readdir.
+//
+// # Layout in git
+//
+// A regular file's git blob is its manifest, a bencoded dictionary with the
+// torrent info dictionary under "info" (so `git show HEAD:path` is a
+// .torrent a stock client accepts) and the attributes beside it: "mode",
+// "mtime" (unix ns), "uid", "gid", "xattr" (a dictionary, absent when
+// empty). An empty file has no info and "length" 0. Files with any execute
+// bit get git mode 100755, others 100644. A symlink is a git symlink (mode
+// 120000, blob = target); its mode, owner and mtime are not stored (0777,
+// 0, 0). Every directory's tree holds a marker blob ".delugefs" with the
+// directory's mode, mtime, uid, gid and xattrs, so empty directories survive
+// and trees are never empty.
+//
+// Names are arbitrary bytes except '/' and NUL (at most 255 bytes, paths at
+// most 4096). Names that match ^\.*\.delugefs$ or ^\.*\.git$ (ASCII case
+// ignored) are stored with one extra leading '.': ".git" is stored as
+// "..git", "..git" as "...git", ".DelugeFS" as "..DelugeFS". The mapping is
+// a bijection between user names and the git names it produces; git names
+// it never produces (".git", ".delugefs" in another case) are refused on
+// load.
+//
+// # Commits
+//
+// All writes go through Repo.Update: fn runs inside the actor (Serve)
+// against the latest state through a Tx. Updates queued while a commit is
+// being written are applied one after another and written as one commit
+// (group commit) whose message joins theirs. A commit writes the changed
+// manifests, the trees on the changed paths (each directory's tree id is
+// cached, so unchanged subtrees are never re-encoded; a changed directory's
+// tree is re-encoded whole, as git's format requires) and the commit object
+// as loose objects without fsync, then makes them durable with one
+// syncfs(2) of the repository's filesystem (a per-file fsync elsewhere
+// than Linux), then renames a temp file over the branch ref and fsyncs its
+// directory. A kill at any moment leaves the branch at a complete commit.
+// Only then is the new Snapshot published and are the callers answered.
+//
+// Parent directories' mtimes are never changed by Put, Remove or Rename:
+// a directory's attributes change only when the directory itself is Put.
+// (Changing them on every create would make every pair of concurrent
+// creates in one directory on two peers a merge conflict on the marker.)
+// The fs layer may report its own times for directories.
+//
+// # Reading
+//
+// Repo.Snapshot returns an immutable Snapshot through an atomic pointer;
+// readers never wait for the writer. Snapshots share structure: each
+// directory's children are a persistent sorted map, so publishing a commit
+// copies only the directories on the changed paths, O(depth · log(width)),
+// whatever the number of files.
+//
+// # Untrusted repositories
+//
+// Everything read from git is checked: names (no '/', NUL, ".", "..",
+// reserved names), path length and depth, blob sizes, bencode (canonical,
+// sorted keys, nesting at most 8), manifest types and ranges, the info
+// dictionary (bt.ParseInfo), symlink targets. An entry that fails is
+// skipped: it does not appear in the index, a Problem with its path is
+// logged and returned by Repo.Problems, and Open goes on. The skipped entry
+// stays in git until its directory is next rewritten by a commit, which
+// drops it (history keeps it). Open fails only when HEAD, its commit or its
+// root tree cannot be read.
+//
+// # Concurrency
+//
+// Repo's methods are safe for concurrent use. A Tx is valid only inside
+// its fn. Entries returned by Get and ReadDir must not be modified.
+package meta

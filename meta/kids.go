@@ -1,0 +1,7 @@
+package meta
+
+import "github.com/benbjohnson/immutable"
+
+func newKidsBuilder() *immutable.SortedMapBuilder[string, *node] {
+	return immutable.NewSortedMapBuilder[string, *node](nameCmp{})
+}

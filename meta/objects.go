@@ -1,0 +1,190 @@
+package meta
+
+import (
+	"bytes"
+	"compress/zlib"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+)
+
+// objWriter writes loose git objects without fsync; the caller makes a
+// whole batch durable with one barrier (sync). Owned by the actor.
+type objWriter struct {
+	dir     string          // the bare repository
+	haveDir map[string]bool // objects/xx directories known to exist
+	written []string        // files and directories made since the last sync
+	zw      *zlib.Writer
+	buf     bytes.Buffer
+	n       int // objects written since the last sync (for tests and stats)
+}
+
+func newObjWriter(gitDir string) *objWriter {
+	zw, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed)
+	return &objWriter{dir: gitDir, haveDir: make(map[string]bool), zw: zw}
+}
+
+// write stores data as a loose object of the given type unless an object
+// with that id already exists loose. (A packed copy is not looked for: a
+// duplicate loose object is harmless.)
+func (w *objWriter) write(h plumbing.Hash, typ string, data []byte) error {
+	hex := h.String()
+	sub := filepath.Join(w.dir, "objects", hex[:2])
+	final := filepath.Join(sub, hex[2:])
+	if _, err := os.Lstat(final); err == nil {
+		return nil
+	}
+	if !w.haveDir[sub] {
+		if err := os.Mkdir(sub, 0o755); err == nil {
+			w.written = append(w.written, sub)
+		} else if !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("write object %s: %w", hex, err)
+		}
+		w.haveDir[sub] = true
+	}
+	w.buf.Reset()
+	w.zw.Reset(&w.buf)
+	w.zw.Write([]byte(typ))
+	w.zw.Write([]byte{' '})
+	w.zw.Write(strconv.AppendInt(nil, int64(len(data)), 10))
+	w.zw.Write([]byte{0})
+	w.zw.Write(data)
+	if err := w.zw.Close(); err != nil {
+		return fmt.Errorf("compress object %s: %w", hex, err)
+	}
+	tmp := filepath.Join(sub, "tmp_obj_"+hex[2:])
+	if err := os.WriteFile(tmp, w.buf.Bytes(), 0o444); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write object %s: %w", hex, err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write object %s: %w", hex, err)
+	}
+	w.written = append(w.written, final)
+	w.n++
+	return nil
+}
+
+// treeEnt is one entry of a git tree being encoded.
+type treeEnt struct {
+	name string // git (escaped) name
+	mode filemode.FileMode
+	oid  plumbing.Hash
+}
+
+// gitLess orders tree entries as git does: by name, a tree's name compared
+// as if followed by '/'.
+func gitLess(a, b treeEnt) int {
+	an, bn := a.name, b.name
+	if a.mode == filemode.Dir {
+		an += "/"
+	}
+	if b.mode == filemode.Dir {
+		bn += "/"
+	}
+	switch {
+	case an < bn:
+		return -1
+	case an > bn:
+		return 1
+	}
+	return 0
+}
+
+func encodeTree(ents []treeEnt) []byte {
+	sorted := true
+	for i := 1; i < len(ents); i++ {
+		if gitLess(ents[i-1], ents[i]) >= 0 {
+			sorted = false
+			break
+		}
+	}
+	if !sorted {
+		slices.SortFunc(ents, gitLess)
+	}
+	size := 0
+	for _, e := range ents {
+		size += len(e.name) + 28
+	}
+	b := make([]byte, 0, size)
+	for _, e := range ents {
+		b = append(b, modeString(e.mode)...)
+		b = append(b, ' ')
+		b = append(b, e.name...)
+		b = append(b, 0)
+		b = append(b, e.oid[:]...)
+	}
+	return b
+}
+
+func modeString(m filemode.FileMode) string {
+	switch m {
+	case filemode.Dir:
+		return "40000"
+	case filemode.Executable:
+		return "100755"
+	case filemode.Symlink:
+		return "120000"
+	}
+	return "100644"
+}
+
+// writeTrees writes the git trees of every changed directory under n
+// (bottom-up) and returns n with its tree id filled in; unchanged subtrees
+// are not visited. New nodes are returned rather than modified, since n
+// may be shared with a published snapshot.
+func (w *objWriter) writeTrees(n *node) (*node, error) {
+	if !n.oid.IsZero() {
+		return n, nil
+	}
+	kids := n.kids
+	cp := *n
+	if cp.marker.IsZero() {
+		m := encodeManifest(n.e)
+		cp.marker = blobHash(m)
+		if err := w.write(cp.marker, "blob", m); err != nil {
+			return nil, err
+		}
+	}
+	ents := make([]treeEnt, 0, kids.Len()+1)
+	ents = append(ents, treeEnt{markerName, filemode.Regular, cp.marker})
+	it := n.kids.Iterator()
+	for !it.Done() {
+		name, c, _ := it.Next()
+		var mode filemode.FileMode
+		switch c.e.Kind {
+		case KindDir:
+			if c.oid.IsZero() {
+				nc, err := w.writeTrees(c)
+				if err != nil {
+					return nil, err
+				}
+				kids = kids.Set(name, nc)
+				c = nc
+			}
+			mode = filemode.Dir
+		case KindSymlink:
+			mode = filemode.Symlink
+		default:
+			mode = filemode.Regular
+			if c.e.Mode&0o111 != 0 {
+				mode = filemode.Executable
+			}
+		}
+		ents = append(ents, treeEnt{escapeName(name), mode, c.oid})
+	}
+	data := encodeTree(ents)
+	cp.oid = objectHash("tree", data)
+	cp.kids = kids
+	if err := w.write(cp.oid, "tree", data); err != nil {
+		return nil, err
+	}
+	return &cp, nil
+}

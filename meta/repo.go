@@ -1,0 +1,615 @@
+package meta
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-git/go-billy/v5/osfs"
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+)
+
+// Options tune a Repo. The zero value is ready to use.
+type Options struct {
+	// Logger receives problems found while loading and commit failures;
+	// nil means slog.Default().
+	Logger *slog.Logger
+	// Name and Email sign commits; empty means "delugefs" and
+	// "delugefs@localhost".
+	Name, Email string
+	// MaxBatch bounds the updates grouped into one commit; 0 means 1024.
+	MaxBatch int
+	// MaxEntries bounds the entries Open loads (a hostile repository can
+	// reuse one subtree many times); 0 means 50,000,000.
+	MaxEntries int
+	// Now is the clock for commit times; nil means time.Now.
+	Now func() time.Time
+}
+
+// Problem is something wrong found in the repository: a path that could not
+// be loaded and was skipped.
+type Problem struct {
+	Path string // filesystem path (unescaped where possible)
+	Err  error
+}
+
+// String returns "path: error".
+func (p Problem) String() string { return fmt.Sprintf("%q: %v", p.Path, p.Err) }
+
+// Repo is the namespace of one node: a bare git repository at ROOT/meta.git
+// and the in-memory index built from it. The actor loop (Serve) is the only
+// writer; readers load the current Snapshot, which never blocks. The methods
+// of Repo are safe for concurrent use.
+type Repo struct {
+	gitDir string
+	opts   Options
+	log    *slog.Logger
+	store  *filesystem.Storage // reads objects (loose and packed)
+	dirF   *os.File            // the repository directory: lock and syncfs handle
+	branch string              // ref file HEAD points to, e.g. "refs/heads/main"
+
+	snap atomic.Pointer[Snapshot]
+	reqs chan *request
+
+	closeOnce sync.Once
+	closed    chan struct{}
+
+	// serveMu guards serving: one Serve loop at a time.
+	serveMu sync.Mutex
+	// w is owned by the Serve loop (and by Open before it returns).
+	w *objWriter
+
+	// mu guards problems and watchers.
+	mu       sync.Mutex
+	problems []Problem
+	watchers []chan struct{}
+}
+
+type request struct {
+	ctx   context.Context
+	msg   string
+	fn    func(*Tx) error
+	reply chan error // capacity 1
+}
+
+// Open opens the bare repository at gitDir, creating it (with a branch
+// "main") if missing, and loads the namespace from HEAD. Entries that
+// cannot be read are skipped and reported by Problems; Open fails only when
+// the repository itself or HEAD's commit and root tree are unreadable.
+func Open(gitDir string, opts Options) (*Repo, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Name == "" {
+		opts.Name = "delugefs"
+	}
+	if opts.Email == "" {
+		opts.Email = "delugefs@localhost"
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 1024
+	}
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = 50_000_000
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if _, err := os.Stat(filepath.Join(gitDir, "HEAD")); errors.Is(err, os.ErrNotExist) {
+		_, err := git.PlainInitWithOptions(gitDir, &git.PlainInitOptions{
+			Bare:        true,
+			InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("meta: create repository %s: %w", gitDir, err)
+		}
+	}
+	dirF, err := os.Open(gitDir)
+	if err != nil {
+		return nil, fmt.Errorf("meta: open repository: %w", err)
+	}
+	if err := lockRepo(dirF); err != nil {
+		dirF.Close()
+		return nil, err
+	}
+	r := &Repo{
+		gitDir: gitDir,
+		opts:   opts,
+		log:    opts.Logger.With("repo", gitDir),
+		// A small cache: loading reads each object once.
+		store:  filesystem.NewStorage(osfs.New(gitDir), cache.NewObjectLRU(1<<20)),
+		dirF:   dirF,
+		reqs:   make(chan *request, 1024),
+		closed: make(chan struct{}),
+		w:      newObjWriter(gitDir),
+	}
+	if err := r.load(); err != nil {
+		r.store.Close()
+		dirF.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// load reads HEAD and the whole tree once.
+func (r *Repo) load() error {
+	head, err := r.store.Reference(plumbing.HEAD)
+	if err != nil {
+		return fmt.Errorf("meta: read HEAD of %s: %w", r.gitDir, err)
+	}
+	if head.Type() != plumbing.SymbolicReference {
+		return fmt.Errorf("meta: HEAD of %s is detached; want a branch", r.gitDir)
+	}
+	r.branch = string(head.Target())
+	if err := head.Target().Validate(); err != nil || !strings.HasPrefix(r.branch, "refs/heads/") {
+		return fmt.Errorf("meta: HEAD of %s names %q; want a branch", r.gitDir, r.branch)
+	}
+	ref, err := r.store.Reference(head.Target())
+	if errors.Is(err, plumbing.ErrReferenceNotFound) {
+		root := &node{e: &Entry{Kind: KindDir, Mode: 0o755}, kids: emptyKids()}
+		r.snap.Store(&Snapshot{root: root})
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("meta: read %s: %w", r.branch, err)
+	}
+	c, err := object.GetCommit(r.store, ref.Hash())
+	if err != nil {
+		return fmt.Errorf("meta: read commit %s: %w", ref.Hash(), err)
+	}
+	l := loader{r: r, max: r.opts.MaxEntries}
+	root, err := l.dir(c.TreeHash, "", 0)
+	if err != nil {
+		return fmt.Errorf("meta: load tree of %s: %w", ref.Hash(), err)
+	}
+	r.snap.Store(&Snapshot{root: root, count: l.count, head: ref.Hash()})
+	return nil
+}
+
+// Problems returns what Open found wrong in the repository, with paths.
+func (r *Repo) Problems() []Problem {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Problem(nil), r.problems...)
+}
+
+func (r *Repo) problem(path string, err error) {
+	r.log.Warn("meta: skipping unreadable entry", "path", path, "err", err)
+	r.mu.Lock()
+	r.problems = append(r.problems, Problem{Path: path, Err: err})
+	r.mu.Unlock()
+}
+
+// loader builds the index from git, validating everything it reads.
+type loader struct {
+	r     *Repo
+	count int
+	max   int
+}
+
+var errTooMany = errors.New("meta: too many entries")
+
+func (l *loader) dir(h plumbing.Hash, path string, depth int) (*node, error) {
+	t, err := object.GetTree(l.r.store, h)
+	if err != nil {
+		return nil, fmt.Errorf("read tree: %w", err)
+	}
+	n := &node{oid: h}
+	b := newKidsBuilder()
+	for _, te := range t.Entries {
+		if te.Name == markerName {
+			if te.Mode != filemode.Regular {
+				l.r.problem(path, fmt.Errorf("directory marker has mode %v", te.Mode))
+				continue
+			}
+			data, err := l.blob(te.Hash, MaxManifestLen)
+			if err == nil {
+				n.e, err = decodeManifest(data, KindDir)
+			}
+			if err != nil {
+				l.r.problem(path, fmt.Errorf("directory marker: %w", err))
+				continue
+			}
+			n.marker = te.Hash
+			continue
+		}
+		name, err := unescapeName(te.Name)
+		p := join(path, name)
+		if err != nil {
+			l.r.problem(join(path, te.Name), err)
+			continue
+		}
+		if len(p) > MaxPathLen {
+			l.r.problem(p, fmt.Errorf("%w: path too long", ErrInvalid))
+			continue
+		}
+		if _, dup := b.Get(name); dup {
+			l.r.problem(p, errors.New("duplicate name in tree"))
+			continue
+		}
+		if l.count >= l.max {
+			return nil, errTooMany
+		}
+		var c *node
+		switch te.Mode {
+		case filemode.Dir:
+			if depth+1 >= MaxDepth {
+				l.r.problem(p, fmt.Errorf("%w: deeper than %d", ErrInvalid, MaxDepth))
+				continue
+			}
+			c, err = l.dir(te.Hash, p, depth+1)
+			if errors.Is(err, errTooMany) {
+				return nil, err
+			}
+		case filemode.Regular, filemode.Executable, filemode.Deprecated:
+			var data []byte
+			data, err = l.blob(te.Hash, MaxManifestLen)
+			if err == nil {
+				var e *Entry
+				if e, err = decodeManifest(data, KindFile); err == nil {
+					c = &node{e: e, oid: te.Hash}
+				}
+			}
+		case filemode.Symlink:
+			var data []byte
+			data, err = l.blob(te.Hash, MaxTargetLen)
+			if err == nil {
+				var e *Entry
+				if e, err = checkEntry(&Entry{Kind: KindSymlink, Mode: 0o777, Target: string(data)}); err == nil {
+					c = &node{e: e, oid: te.Hash}
+				}
+			}
+		default:
+			err = fmt.Errorf("unsupported git mode %v", te.Mode)
+		}
+		if err != nil {
+			l.r.problem(p, err)
+			continue
+		}
+		b.Set(name, c)
+		l.count++
+	}
+	if n.e == nil {
+		// No (readable) marker: defaults; the marker is rewritten with the
+		// directory's tree.
+		n.e = &Entry{Kind: KindDir, Mode: 0o755}
+	}
+	n.kids = b.Map()
+	return n, nil
+}
+
+func (l *loader) blob(h plumbing.Hash, max int64) ([]byte, error) {
+	o, err := l.r.store.EncodedObject(plumbing.BlobObject, h)
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s: %w", h, err)
+	}
+	if o.Size() > max {
+		return nil, fmt.Errorf("blob %s of %d bytes exceeds %d", h, o.Size(), max)
+	}
+	rd, err := o.Reader()
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s: %w", h, err)
+	}
+	defer rd.Close()
+	data, err := io.ReadAll(io.LimitReader(rd, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read blob %s: %w", h, err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("blob %s exceeds %d bytes", h, max)
+	}
+	return data, nil
+}
+
+func join(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// Snapshot returns the latest published snapshot. It never blocks.
+func (r *Repo) Snapshot() *Snapshot { return r.snap.Load() }
+
+// Head returns the current commit (zero before the first commit).
+func (r *Repo) Head() plumbing.Hash { return r.snap.Load().head }
+
+// Storer returns the go-git storage of the repository, for serving fetches
+// and reading history. Writers must go through Update.
+func (r *Repo) Storer() *filesystem.Storage { return r.store }
+
+// Watch returns a channel that receives a value after each commit. Sends
+// are coalesced: the channel holds at most one pending notification, and a
+// slow reader sees one value for many commits. The channel is never closed.
+func (r *Repo) Watch() <-chan struct{} {
+	c := make(chan struct{}, 1)
+	r.mu.Lock()
+	r.watchers = append(r.watchers, c)
+	r.mu.Unlock()
+	return c
+}
+
+func (r *Repo) notify() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.watchers {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Close stops accepting updates and releases the repository. Updates
+// waiting for a commit fail with ErrClosed. Close does not wait for Serve;
+// cancel its context first.
+func (r *Repo) Close() error {
+	var err error
+	r.closeOnce.Do(func() {
+		close(r.closed)
+		r.serveMu.Lock() // wait for a running batch to finish
+		defer r.serveMu.Unlock()
+		err = errors.Join(r.store.Close(), r.dirF.Close())
+	})
+	return err
+}
+
+// Update runs fn inside the actor against the latest state, then commits.
+// Concurrent updates are grouped into one git commit whose message joins
+// their msgs. Update returns once that commit is durable and the new
+// snapshot published. If fn returns an error (or panics) nothing of it is
+// applied and Update returns that error. An fn that changes nothing makes
+// no commit. The ctx bounds the wait: when it ends first Update returns
+// ctx.Err(), and the update may or may not still be committed. fn must not
+// call Update (the actor would wait for itself) and must not keep tx.
+func (r *Repo) Update(ctx context.Context, msg string, fn func(tx *Tx) error) error {
+	q := &request{ctx: ctx, msg: msg, fn: fn, reply: make(chan error, 1)}
+	select {
+	case r.reqs <- q:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.closed:
+		return ErrClosed
+	}
+	select {
+	case err := <-q.reply:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-r.closed:
+		return ErrClosed
+	}
+}
+
+// Serve is the actor loop (a suture.Service): it takes queued updates,
+// applies them, commits each batch and answers the callers. It returns
+// when ctx ends or the Repo is closed.
+func (r *Repo) Serve(ctx context.Context) error {
+	batch := make([]*request, 0, r.opts.MaxBatch)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.closed:
+			return ErrClosed
+		case q := <-r.reqs:
+			batch = append(batch[:0], q)
+		}
+	drain:
+		for len(batch) < r.opts.MaxBatch {
+			select {
+			case q := <-r.reqs:
+				batch = append(batch, q)
+			default:
+				break drain
+			}
+		}
+		if err := r.runBatch(batch); err != nil {
+			return err
+		}
+		clear(batch)
+	}
+}
+
+// runBatch applies, commits and answers one batch. It returns an error
+// only when the repository is closed.
+func (r *Repo) runBatch(batch []*request) error {
+	r.serveMu.Lock()
+	defer r.serveMu.Unlock()
+	select {
+	case <-r.closed:
+		return ErrClosed
+	default:
+	}
+	base := r.snap.Load()
+	root, count := base.root, base.count
+	var objs map[plumbing.Hash][]byte
+	var msgs []string
+	applied := batch[:0:0]
+	for _, q := range batch {
+		if err := q.ctx.Err(); err != nil {
+			q.reply <- err
+			continue
+		}
+		tx := &Tx{root: root, count: count}
+		err := callFn(q.fn, tx)
+		tx.done = true
+		if err != nil {
+			q.reply <- err
+			continue
+		}
+		applied = append(applied, q)
+		if !tx.changed {
+			continue
+		}
+		root, count = tx.root, tx.count
+		msgs = append(msgs, q.msg)
+		if objs == nil {
+			objs = tx.objs
+		} else {
+			for h, d := range tx.objs {
+				objs[h] = d
+			}
+		}
+	}
+	var err error
+	if len(msgs) > 0 {
+		err = r.commit(base, root, count, objs, msgs)
+		if err != nil {
+			r.log.Error("meta: commit failed", "err", err)
+		}
+	}
+	for _, q := range applied {
+		q.reply <- err
+	}
+	return nil
+}
+
+func callFn(fn func(*Tx) error, tx *Tx) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("meta: update panicked: %v\n%s", v, debug.Stack())
+		}
+	}()
+	return fn(tx)
+}
+
+// commit writes the batch's objects, trees and commit, makes them durable
+// with one barrier, moves the branch atomically, and publishes.
+func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.Hash][]byte, msgs []string) error {
+	w := r.w
+	for h, d := range objs {
+		if err := w.write(h, "blob", d); err != nil {
+			return fmt.Errorf("meta: commit: %w", err)
+		}
+	}
+	root, err := w.writeTrees(root)
+	if err != nil {
+		return fmt.Errorf("meta: commit: %w", err)
+	}
+	data := r.encodeCommit(root.oid, base.head, commitMessage(msgs))
+	head := objectHash("commit", data)
+	if err := w.write(head, "commit", data); err != nil {
+		return fmt.Errorf("meta: commit: %w", err)
+	}
+	// The new ref value goes to a temp file before the barrier, so that
+	// after it the rename is the only thing left to make durable.
+	tmp := filepath.Join(r.gitDir, "delugefs-ref.tmp")
+	if err := os.WriteFile(tmp, []byte(head.String()+"\n"), 0o644); err != nil {
+		return fmt.Errorf("meta: commit: write ref: %w", err)
+	}
+	w.written = append(w.written, tmp)
+	if err := w.syncObjects(r.dirF); err != nil {
+		return fmt.Errorf("meta: commit: %w", err)
+	}
+	ref := filepath.Join(r.gitDir, filepath.FromSlash(r.branch))
+	if err := os.Rename(tmp, ref); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("meta: commit: move %s: %w", r.branch, err)
+		}
+		// First commit on a repository whose refs/heads is missing.
+		if err := os.MkdirAll(filepath.Dir(ref), 0o755); err != nil {
+			return fmt.Errorf("meta: commit: %w", err)
+		}
+		if err := os.Rename(tmp, ref); err != nil {
+			return fmt.Errorf("meta: commit: move %s: %w", r.branch, err)
+		}
+	}
+	if err := syncDir(filepath.Dir(ref)); err != nil {
+		return fmt.Errorf("meta: commit: %w", err)
+	}
+	r.snap.Store(&Snapshot{root: root, count: count, head: head})
+	r.notify()
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return nil
+}
+
+func (r *Repo) encodeCommit(tree, parent plumbing.Hash, msg string) []byte {
+	var b strings.Builder
+	b.WriteString("tree " + tree.String() + "\n")
+	if !parent.IsZero() {
+		b.WriteString("parent " + parent.String() + "\n")
+	}
+	sig := sanitizeSig(r.opts.Name) + " <" + sanitizeSig(r.opts.Email) + "> " +
+		strconv.FormatInt(r.opts.Now().Unix(), 10) + " +0000\n"
+	b.WriteString("author " + sig)
+	b.WriteString("committer " + sig)
+	b.WriteString("\n")
+	b.WriteString(msg)
+	return []byte(b.String())
+}
+
+func sanitizeSig(s string) string {
+	return strings.Map(func(c rune) rune {
+		if c == '<' || c == '>' || c == '\n' || c == 0 {
+			return -1
+		}
+		return c
+	}, s)
+}
+
+// Bounds on commit messages.
+const (
+	maxMsgLen   = 200 // bytes of one update's message
+	maxMsgLines = 50  // updates listed in a grouped commit's body
+)
+
+// commitMessage joins the batch's messages: one message is the whole
+// commit message; several give a subject "first (+N more)" and a body
+// listing up to maxMsgLines of them.
+func commitMessage(msgs []string) string {
+	clean := func(s string) string {
+		s = strings.Map(func(c rune) rune {
+			if c == '\n' || c == '\r' || c == 0 {
+				return ' '
+			}
+			return c
+		}, s)
+		if len(s) > maxMsgLen {
+			s = s[:maxMsgLen] + "..."
+		}
+		if s == "" {
+			s = "update"
+		}
+		return s
+	}
+	if len(msgs) == 1 {
+		return clean(msgs[0]) + "\n"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (+%d more)\n\n", clean(msgs[0]), len(msgs)-1)
+	for i, m := range msgs {
+		if i == maxMsgLines {
+			fmt.Fprintf(&b, "... and %d more\n", len(msgs)-i)
+			break
+		}
+		b.WriteString(clean(m) + "\n")
+	}
+	return b.String()
+}

@@ -17,7 +17,7 @@ type node struct {
 	// zero oid means "changed since its tree was last written".
 	oid plumbing.Hash
 	// Directories only.
-	marker plumbing.Hash                     // blob of the .delugefs marker (encodeManifest(e))
+	marker plumbing.Hash                       // blob of the .delugefs marker (encodeManifest(e))
 	kids   *immutable.SortedMap[string, *node] // children by user name
 }
 

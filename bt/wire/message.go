@@ -180,6 +180,9 @@ func (m *Message) AppendBinary(b []byte) ([]byte, error) {
 
 // MarshalBinary returns the wire encoding of m, length prefix included.
 func (m *Message) MarshalBinary() ([]byte, error) {
+	if err := m.checkEncodable(); err != nil {
+		return nil, err
+	}
 	return m.AppendBinary(make([]byte, 0, m.WireLen()))
 }
 

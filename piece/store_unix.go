@@ -5,6 +5,7 @@ package piece
 import (
 	"io/fs"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,7 +38,7 @@ func diskSpace(path string) (total, free uint64, err error) {
 // sameDevice reports whether the file described by fi lives on the file
 // system of dir, so that it can be renamed into dir.
 func sameDevice(fi fs.FileInfo, dir string) bool {
-	st, ok := fi.Sys().(*unix.Stat_t)
+	st, ok := fi.Sys().(*syscall.Stat_t)
 	if !ok {
 		return true
 	}
@@ -51,7 +52,7 @@ func sameDevice(fi fs.FileInfo, dir string) bool {
 // allocatedBytes returns the bytes of disk a file actually uses (sparse
 // files use less than their size).
 func allocatedBytes(fi fs.FileInfo) int64 {
-	if st, ok := fi.Sys().(*unix.Stat_t); ok {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return int64(st.Blocks) * 512
 	}
 	return fi.Size()

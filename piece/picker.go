@@ -20,25 +20,31 @@ import (
 //
 // Order of urgency, from most to least urgent:
 //
+//  0. A block outstanding on a peer for longer than that peer's timeout
+//     (Options.LateFactor times its smoothed latency, at least
+//     Options.LateMin) is requested from a second peer: it is older than
+//     anything asked for now and holds back its piece.
 //  1. Blocks of the pieces covering pending reads (AddRead), earliest
 //     deadline first. A read's blocks are spread over all free peers, one
 //     block at a time, so a read completes as fast as the swarm allows. A
 //     block of a read past its deadline is also requested from a second peer.
 //  2. The first and last pieces of the blob while a reader is open
-//     (OpenReader), then each reader's read-ahead window: the bytes after its
-//     latest sequential read (ReaderAt). The window starts at
-//     Options.ReadAheadMin, doubles on each sequential read up to
-//     Options.ReadAheadMax, and shrinks back to the minimum on a seek.
-//  3. A block outstanding on a peer for longer than that peer's timeout
-//     (Options.LateFactor times its smoothed latency, at least
-//     Options.LateMin) is requested from a second peer.
-//  4. Only with Options.WantAll (or SetWantAll): rarest-first for the rest
+//     (OpenReader), then each reader's read-ahead window (readers in id
+//     order): the bytes after its latest sequential read (ReaderAt). The
+//     window starts at Options.ReadAheadMin, doubles on each sequential read
+//     up to Options.ReadAheadMax, and shrinks back to the minimum on a seek.
+//     A piece goes to one peer where it can.
+//  3. Only with Options.WantAll (or SetWantAll): rarest-first for the rest
 //     of the blob, whole pieces from one peer where possible (a peer keeps
 //     filling the piece it started; pieces left half-done by a peer that
 //     went away are finished first).
-//  5. Endgame (WantAll, every missing block requested): a peer with free
+//  4. Endgame (WantAll, every missing block requested): a peer with free
 //     slots also requests blocks outstanding on other peers, at most
 //     Options.MaxCopies copies of a block in flight.
+//
+// Free peers are served fastest first (smoothed latency; peers not measured
+// yet last; then by id), and a block goes to the free peer with the most
+// room.
 //
 // Whenever a block arrives, the other requests for it are cancelled (Step
 // returns the cancels first).

@@ -36,6 +36,28 @@ func (p *Picker) Step(now time.Time) []Action {
 		slices.SortStableFunc(p.free, func(a, b *peer) int { return cmp.Compare(a.speedKey(), b.speedKey()) })
 	}
 
+	// 0. Late requests: ask a second peer. They are older than anything
+	// asked for now, and hold back their piece.
+	for _, q := range p.peers {
+		if p.nfree == 0 {
+			break
+		}
+		to := p.timeout(q)
+		for k := range q.inflight {
+			f := &q.inflight[k]
+			if t-f.sentAt <= to || p.nfree == 0 {
+				break
+			}
+			if f.dup || int(p.reqs[f.blk]) >= p.opts.MaxCopies {
+				continue
+			}
+			if o := p.choose(int(f.blk)/p.bpp, f.blk, true); o != nil {
+				f.dup = true
+				p.give(o, f.blk, t)
+			}
+		}
+	}
+
 	// 1. Pending reads, earliest deadline first, spread over the peers.
 	for _, r := range p.reads {
 		overdue := t >= r.deadline
@@ -75,28 +97,7 @@ func (p *Picker) Step(now time.Time) []Action {
 		}
 	}
 
-	// 3. Late requests: ask a second peer.
-	for _, q := range p.peers {
-		if p.nfree == 0 {
-			break
-		}
-		to := p.timeout(q)
-		for k := range q.inflight {
-			f := &q.inflight[k]
-			if t-f.sentAt <= to || p.nfree == 0 {
-				break
-			}
-			if f.dup || int(p.reqs[f.blk]) >= p.opts.MaxCopies {
-				continue
-			}
-			if o := p.choose(int(f.blk)/p.bpp, f.blk, true); o != nil {
-				f.dup = true
-				p.give(o, f.blk, t)
-			}
-		}
-	}
-
-	// 4. Rarest first, whole pieces per peer; 5. endgame.
+	// 3. Rarest first, whole pieces per peer; 4. endgame.
 	if p.wantAll {
 		for _, q := range p.free {
 			if p.nfree == 0 {

@@ -213,11 +213,27 @@ func (s *Store) seal(path string, known *bt.Info) (*bt.Info, error) {
 		}
 		return nil, nil
 	}
+	sameDev := sameDevice(fi, s.tmp)
 	info := known
+	synced := false
 	if info == nil {
-		if info, err = hashFile(f, size); err != nil {
+		// Flush the data to disk while hashing it: the two overlap, and a
+		// duplicate (rare) only wastes the early write-back.
+		syncErr := make(chan error, 1)
+		if sameDev {
+			go func() { syncErr <- f.Sync() }() // joined just below
+		} else {
+			syncErr <- nil
+		}
+		info, err = hashFile(f, size)
+		serr := <-syncErr
+		if err != nil {
 			return nil, err
 		}
+		if serr != nil {
+			return nil, fmt.Errorf("sync: %w", serr)
+		}
+		synced = sameDev
 	} else if err := checkInfo(info); err != nil {
 		return nil, err
 	} else if info.Length != size {
@@ -237,7 +253,7 @@ func (s *Store) seal(path string, known *bt.Info) (*bt.Info, error) {
 	// A file on another file system (not from TempFile) cannot be renamed
 	// into blobs/: copy it into tmp/ first.
 	src := path
-	if !sameDevice(fi, s.tmp) {
+	if !sameDev {
 		cp, err := s.copyIn(f, size)
 		if err != nil {
 			return nil, err
@@ -248,8 +264,10 @@ func (s *Store) seal(path string, known *bt.Info) (*bt.Info, error) {
 		defer os.Remove(src) // fails harmlessly once renamed
 	}
 
-	if err := f.Sync(); err != nil {
-		return nil, fmt.Errorf("sync: %w", err)
+	if !synced {
+		if err := f.Sync(); err != nil {
+			return nil, fmt.Errorf("sync: %w", err)
+		}
 	}
 	if err := f.Chmod(0o444); err != nil {
 		return nil, err

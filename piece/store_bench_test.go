@@ -1,0 +1,124 @@
+package piece
+
+import (
+	"encoding/binary"
+	"os"
+	"testing"
+
+	"github.com/delugefs/delugefs/bt"
+)
+
+const benchSealSize = 256 << 20
+
+// benchTemp writes data, made unique by n in its first bytes, into a new
+// store temp file and returns its path.
+func benchTemp(b *testing.B, s *Store, data []byte, n uint64) string {
+	b.Helper()
+	binary.LittleEndian.PutUint64(data, n)
+	return tempWith(b, s, data)
+}
+
+// BenchmarkSeal seals a 256 MiB file that the store must hash ("hash"), one
+// whose info the writer computed ("known"), and, as the reference, writes
+// the same bytes' fsync alone ("fsync").
+func BenchmarkSeal(b *testing.B) {
+	data := randBytes(benchSealSize, 30)
+	for _, mode := range []string{"hash", "known", "fsync"} {
+		b.Run(mode, func(b *testing.B) {
+			s := openStore(b)
+			b.SetBytes(benchSealSize)
+			b.ReportAllocs()
+			var n uint64
+			for b.Loop() {
+				b.StopTimer()
+				n++
+				path := benchTemp(b, s, data, n)
+				known := infoOfIf(mode == "known", data)
+				b.StartTimer()
+				if mode == "fsync" {
+					f, err := os.OpenFile(path, os.O_RDWR, 0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := f.Sync(); err != nil {
+						b.Fatal(err)
+					}
+					f.Close()
+					b.StopTimer()
+					os.Remove(path)
+					b.StartTimer()
+					continue
+				}
+				info, err := s.Seal(path, known)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if err := s.Remove(info.Hash()); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+func infoOfIf(cond bool, data []byte) *bt.Info {
+	if !cond {
+		return nil
+	}
+	return infoOf(data, Length(int64(len(data))))
+}
+
+// BenchmarkVerifyPiece hashes 256 KiB pieces of a partial blob from disk
+// (page cache), marking them and persisting the bitfield as it goes.
+func BenchmarkVerifyPiece(b *testing.B) {
+	const pl = 256 << 10
+	data := randBytes(64<<20, 31)
+	info := infoOf(data, pl)
+	s := openStore(b)
+	blob, err := s.OpenBlob(info)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer blob.Close()
+	n := info.NumPieces() - 1 // the last piece stays missing: never complete
+	if _, err := blob.WriteAt(data[:n*pl], 0); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(pl)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if ok, err := blob.VerifyPiece(i % n); !ok || err != nil {
+			b.Fatalf("VerifyPiece(%d) = %v, %v", i%n, ok, err)
+		}
+		i++
+	}
+}
+
+// BenchmarkBlobReadAt reads 128 KiB blocks of a complete blob: the fs's
+// read path (one atomic load, one pread).
+func BenchmarkBlobReadAt(b *testing.B) {
+	data := randBytes(16<<20, 32)
+	s := openStore(b)
+	info, err := s.Seal(tempWith(b, s, data), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	blob, err := s.OpenBlob(info)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer blob.Close()
+	buf := make([]byte, 128<<10)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	off := int64(0)
+	for b.Loop() {
+		if _, err := blob.ReadAt(buf, off); err != nil {
+			b.Fatal(err)
+		}
+		off = (off + int64(len(buf))) % int64(len(data))
+	}
+}

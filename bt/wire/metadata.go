@@ -196,10 +196,12 @@ const maxMetadataOutstanding = 4
 // peers and messages and sends what Next returns; it does no I/O and keeps
 // no clock (a caller that times a peer out calls RemovePeer).
 //
-// One attempt uses one total size, the first usable size a peer announced.
-// When the assembled bytes do not hash to want, every peer that
-// contributed a piece is blamed and banned from the fetcher, and a new
-// attempt starts from the peers left.
+// An attempt uses one total size, the first size a usable peer announced.
+// The first attempt spreads its requests over every peer announcing that
+// size. When the assembled bytes do not hash to want, nobody can tell which
+// piece lied, so later attempts draw every piece from a single peer, one
+// peer after the other: a peer whose own pieces fail the hash is proven
+// wrong, blamed and banned from the fetcher.
 //
 // A MetadataFetcher is not safe for concurrent use.
 type MetadataFetcher[P comparable] struct {
@@ -207,9 +209,12 @@ type MetadataFetcher[P comparable] struct {
 	maxSize int64
 
 	peers  []fetchPeer[P] // usable peers in the order they were added
-	banned map[P]bool     // peers blamed for a bad attempt
+	banned map[P]bool     // peers proven to send bad metadata
 
-	size     int64  // this attempt's total size; 0 before one is chosen
+	single bool // attempts draw from one peer (after a mixed attempt failed)
+	source P    // the one peer of a single-source attempt
+
+	size     int64  // this attempt's total size; 0 when no attempt runs
 	buf      []byte // size bytes being assembled
 	have     []bool // pieces received
 	from     []P    // who sent each received piece
@@ -221,7 +226,7 @@ type MetadataFetcher[P comparable] struct {
 type fetchPeer[P comparable] struct {
 	key      P
 	size     int64 // metadata_size it announced
-	rejected bool  // it rejected a request this attempt: ask it no more
+	rejected bool  // it rejected a request: ask it no more
 	reqs     []int // pieces requested and not answered
 }
 
@@ -241,14 +246,14 @@ func (f *MetadataFetcher[P]) Done() bool { return f.info != nil }
 // Info returns the verified info dictionary, or nil before Done.
 func (f *MetadataFetcher[P]) Info() []byte { return f.info }
 
-// Size returns the total size of the current attempt, 0 when none started.
+// Size returns the total size of the current attempt, 0 when none runs.
 func (f *MetadataFetcher[P]) Size() int64 { return f.size }
 
-// Banned reports whether p was blamed for metadata that failed its hash.
+// Banned reports whether p was proven to send metadata that fails its hash.
 func (f *MetadataFetcher[P]) Banned(p P) bool { return f.banned[p] }
 
-// AddPeer adds p, which announced size (metadata_size of its extension
-// handshake) and supports ut_metadata. A size of 0 (the peer has no
+// AddPeer adds p, which supports ut_metadata and announced size (the
+// metadata_size of its extension handshake). A size of 0 (the peer has no
 // metadata) is ignored; a negative size or one over the limit is a
 // *ProtocolError. Adding a known peer again updates its size.
 func (f *MetadataFetcher[P]) AddPeer(p P, size int64) error {
@@ -264,9 +269,7 @@ func (f *MetadataFetcher[P]) AddPeer(p P, size int64) error {
 	} else {
 		f.peers = append(f.peers, fetchPeer[P]{key: p, size: size})
 	}
-	if f.size == 0 {
-		f.start(size)
-	}
+	f.restartIfStuck()
 	return nil
 }
 
@@ -282,16 +285,22 @@ func (f *MetadataFetcher[P]) RemovePeer(p P) {
 	f.restartIfStuck()
 }
 
+// usable reports whether the current attempt may ask fp.
+func (f *MetadataFetcher[P]) usable(fp *fetchPeer[P]) bool {
+	return f.size != 0 && fp.size == f.size && !fp.rejected && (!f.single || fp.key == f.source)
+}
+
 // Next returns the next request to send to p, if there is one: a piece not
 // received yet, preferring pieces no other peer is sending. Call it until
-// it returns false after adding p and after each message from p.
+// it returns false after adding p and after each message from p, and
+// again for every peer after Receive returned an error (a new attempt).
 func (f *MetadataFetcher[P]) Next(p P) (MetadataMsg, bool) {
 	i := f.find(p)
-	if i < 0 || f.Done() || f.size == 0 {
+	if i < 0 || f.Done() {
 		return MetadataMsg{}, false
 	}
 	fp := &f.peers[i]
-	if fp.size != f.size || fp.rejected || len(fp.reqs) >= maxMetadataOutstanding {
+	if !f.usable(fp) || len(fp.reqs) >= maxMetadataOutstanding {
 		return MetadataMsg{}, false
 	}
 	best := -1
@@ -313,11 +322,12 @@ func (f *MetadataFetcher[P]) Next(p P) (MetadataMsg, bool) {
 
 // Receive handles a ut_metadata message from p. When it completes the
 // metadata and the SHA-1 matches, it returns the info dictionary. When the
-// SHA-1 does not match, it returns an error wrapping ErrMetadataHash and
-// the peers that sent pieces of it (now banned; close their connections),
-// and starts over. A data message whose total_size contradicts the
-// attempt's is a *ProtocolError from p. Requests are not handled here
-// (see MetadataServer); unsolicited data and unknown types are ignored.
+// SHA-1 does not match, it returns an error wrapping ErrMetadataHash,
+// starts a new attempt, and returns in blame the peer proven wrong, if the
+// failed attempt had a single source (now banned: close its connection).
+// A data message whose total_size contradicts the attempt's is a
+// *ProtocolError from p. Requests are not handled here (see
+// MetadataServer); unsolicited data and unknown types are ignored.
 func (f *MetadataFetcher[P]) Receive(p P, m MetadataMsg) (info []byte, blame []P, err error) {
 	i := f.find(p)
 	if i < 0 || f.Done() {
@@ -330,15 +340,15 @@ func (f *MetadataFetcher[P]) Receive(p P, m MetadataMsg) (info []byte, blame []P
 		if k >= 0 {
 			f.dropRequest(i, k)
 			fp.rejected = true
+			f.restartIfStuck()
 		}
-		f.restartIfStuck()
 		return nil, nil, nil
 	case MetadataData:
 	default:
 		return nil, nil, nil
 	}
 	if k < 0 {
-		return nil, nil, nil // not asked of p (or cancelled by a restart)
+		return nil, nil, nil // not asked of p (or asked in an abandoned attempt)
 	}
 	f.dropRequest(i, k)
 	if m.TotalSize != f.size {
@@ -361,21 +371,24 @@ func (f *MetadataFetcher[P]) Receive(p P, m MetadataMsg) (info []byte, blame []P
 		f.peers, f.have, f.from, f.inflight = nil, nil, nil, nil
 		return f.info, nil, nil
 	}
+	var senders []P
 	for _, q := range f.from {
-		if !slices.Contains(blame, q) {
-			blame = append(blame, q)
+		if !slices.Contains(senders, q) {
+			senders = append(senders, q)
 		}
 	}
-	got, size := sha1.Sum(f.buf), f.size
-	for _, q := range blame {
-		f.banned[q] = true
-		if j := f.find(q); j >= 0 {
-			f.dropRequests(j)
+	err = fmt.Errorf("wire: fetch metadata of %d bytes from %d peers: sha-1 %x, want %v: %w",
+		f.size, len(senders), sha1.Sum(f.buf), f.want, ErrMetadataHash)
+	if len(senders) == 1 {
+		blame = senders
+		f.banned[senders[0]] = true
+		if j := f.find(senders[0]); j >= 0 {
 			f.peers = slices.Delete(f.peers, j, j+1)
 		}
 	}
-	f.reset()
-	return nil, blame, fmt.Errorf("fetch metadata of %d bytes: sha-1 %x, want %v: %w", size, got, f.want, ErrMetadataHash)
+	f.single = true
+	f.newAttempt()
+	return nil, blame, err
 }
 
 func (f *MetadataFetcher[P]) find(p P) int {
@@ -401,53 +414,41 @@ func (f *MetadataFetcher[P]) dropRequests(i int) {
 	f.peers[i].reqs = nil
 }
 
-// start begins an attempt of size bytes.
-func (f *MetadataFetcher[P]) start(size int64) {
-	n := int((size + MetadataPieceSize - 1) / MetadataPieceSize)
-	f.size = size
-	f.buf = make([]byte, size)
-	f.have = make([]bool, n)
-	f.from = make([]P, n)
-	f.inflight = make([]int, n)
-}
-
-// reset abandons the attempt and starts another from the first peer left.
-func (f *MetadataFetcher[P]) reset() {
+// newAttempt abandons the current attempt (requests in flight are
+// forgotten; late answers are ignored) and starts one with the first peer
+// that has not rejected, as the only source once single is set.
+func (f *MetadataFetcher[P]) newAttempt() {
 	f.size, f.buf, f.have, f.from, f.inflight = 0, nil, nil, nil, nil
+	var zero P
+	f.source = zero
 	for i := range f.peers {
 		f.peers[i].reqs = nil
-		f.peers[i].rejected = false
 	}
-	if len(f.peers) > 0 {
-		f.start(f.peers[0].size)
+	for _, fp := range f.peers {
+		if fp.rejected {
+			continue
+		}
+		n := int((fp.size + MetadataPieceSize - 1) / MetadataPieceSize)
+		f.size = fp.size
+		f.source = fp.key
+		f.buf = make([]byte, fp.size)
+		f.have = make([]bool, n)
+		f.from = make([]P, n)
+		f.inflight = make([]int, n)
+		return
 	}
 }
 
-// restartIfStuck starts an attempt with another size when no peer left can
-// serve the current one (the peers announcing it left or rejected).
+// restartIfStuck starts a new attempt when no peer can serve the current
+// one (none runs, or its peers left or rejected).
 func (f *MetadataFetcher[P]) restartIfStuck() {
-	if f.size == 0 && len(f.peers) > 0 {
-		f.reset()
+	if f.Done() {
 		return
 	}
-	for _, fp := range f.peers {
-		if fp.size == f.size && !fp.rejected {
+	for i := range f.peers {
+		if f.usable(&f.peers[i]) {
 			return
 		}
 	}
-	var size int64
-	for _, fp := range f.peers {
-		if !fp.rejected {
-			size = fp.size
-			break
-		}
-	}
-	if size == 0 || size == f.size {
-		return
-	}
-	f.size, f.buf, f.have, f.from, f.inflight = 0, nil, nil, nil, nil
-	for i := range f.peers {
-		f.peers[i].reqs = nil
-	}
-	f.start(size)
+	f.newAttempt()
 }

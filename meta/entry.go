@@ -64,14 +64,15 @@ var (
 
 // Limits on what the namespace accepts, from callers and from git alike.
 const (
-	MaxNameLen     = 255      // bytes in one path component (NAME_MAX)
-	MaxPathLen     = 4096     // bytes in a whole path (PATH_MAX)
-	MaxDepth       = 256      // directory levels below the root
-	MaxTargetLen   = 4096     // bytes in a symlink target
-	MaxXattrs      = 256      // xattrs on one entry
-	MaxXattrName   = 255      // bytes in an xattr name
-	MaxXattrValue  = 64 << 10 // bytes in one xattr value
-	MaxManifestLen = 16 << 20 // bytes in one manifest or marker blob
+	MaxNameLen     = 255       // bytes in one path component (NAME_MAX)
+	MaxPathLen     = 4096      // bytes in a whole path (PATH_MAX)
+	MaxDepth       = 256       // directory levels below the root
+	MaxTargetLen   = 4096      // bytes in a symlink target
+	MaxXattrs      = 256       // xattrs on one entry
+	MaxXattrName   = 255       // bytes in an xattr name
+	MaxXattrValue  = 64 << 10  // bytes in one xattr value
+	MaxXattrTotal  = 256 << 10 // bytes in all xattr names and values of one entry
+	MaxManifestLen = 16 << 20  // bytes in one manifest or marker blob
 )
 
 // checkEntry validates e for the given kind rules and returns a private
@@ -106,6 +107,9 @@ func checkEntry(e *Entry) (*Entry, error) {
 		if c.Info.Length <= 0 {
 			return nil, fmt.Errorf("%w: info with length %d", ErrInvalid, c.Info.Length)
 		}
+		if len(c.Info.Bencode()) > MaxManifestLen-2*MaxXattrTotal {
+			return nil, fmt.Errorf("%w: info of %d bytes is too large", ErrInvalid, len(c.Info.Bencode()))
+		}
 		c.Size = c.Info.Length
 		c.Hash = c.Info.Hash()
 	case KindDir:
@@ -125,7 +129,12 @@ func checkXattrs(x map[string][]byte) error {
 	if len(x) > MaxXattrs {
 		return fmt.Errorf("%w: %d xattrs", ErrInvalid, len(x))
 	}
+	total := 0
 	for k, v := range x {
+		total += len(k) + len(v)
+		if total > MaxXattrTotal {
+			return fmt.Errorf("%w: xattrs exceed %d bytes", ErrInvalid, MaxXattrTotal)
+		}
 		if k == "" || len(k) > MaxXattrName || hasNUL(k) {
 			return fmt.Errorf("%w: xattr name %q", ErrInvalid, k)
 		}

@@ -434,18 +434,34 @@ func (b *Blob) flushLocked() error {
 func (b *Blob) finish() error {
 	b.flushMu.Lock()
 	defer b.flushMu.Unlock()
+	if b.stale() {
+		return nil
+	}
+	// The slow part outside the store lock.
+	f := b.f.Load()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("complete blob: %w", err)
+	}
+	if err := f.Chmod(0o444); err != nil {
+		return fmt.Errorf("complete blob: %w", err)
+	}
 	b.s.mu.Lock()
 	defer b.s.mu.Unlock()
-	b.mu.Lock()
-	skip := b.removed || b.complete.Load()
-	b.mu.Unlock()
-	if skip {
+	if b.stale() {
 		return nil
 	}
 	if err := b.finishLocked(); err != nil {
 		return fmt.Errorf("complete blob: %w", err)
 	}
 	return nil
+}
+
+// stale reports whether the blob's files are no longer the partial blob's
+// to change: removed, or complete.
+func (b *Blob) stale() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.removed || b.complete.Load()
 }
 
 // finishLocked syncs the data, makes it read-only and removes the .have
@@ -552,10 +568,7 @@ func (b *Blob) writeHave(bits []byte, storeLocked bool) error {
 	if !storeLocked {
 		b.s.mu.Lock()
 		defer b.s.mu.Unlock()
-		b.mu.Lock()
-		stale := b.removed || b.complete.Load()
-		b.mu.Unlock()
-		if stale {
+		if b.stale() {
 			os.Remove(tmp)
 			return nil
 		}

@@ -359,7 +359,25 @@ func TestRemoveOpenPartial(t *testing.T) {
 	if err := b.Sync(); err != nil {
 		t.Fatal(err)
 	}
+	// A new download of the same blob starts afresh, beside the old
+	// holder.
+	fresh, err := s.OpenBlob(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh == b || fresh.HasPiece(1) {
+		t.Fatal("OpenBlob after Remove returned the removed blob's state")
+	}
 	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if have := persistedHave(t, s, info); !bytes.Equal(have, make([]byte, 1)) {
+		t.Fatalf("the removed blob's Close wrote its marks: %08b", have)
+	}
+	if err := fresh.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(info.Hash()); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{s.dataPath(info.Hash()), s.havePath(info.Hash())} {

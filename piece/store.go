@@ -406,31 +406,49 @@ func mkdirSynced(dir string) error {
 
 // Open returns the complete blob h opened read-only, for ReadAt (pread). It
 // returns an error wrapping ErrNotFound when the store has no complete copy.
-// The caller closes the file.
+// The caller closes the file. Open takes no lock.
 func (s *Store) Open(h bt.InfoHash) (*os.File, error) {
-	f, err := os.Open(s.dataPath(h))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("open blob %s: %w", h, ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open blob %s: %w", h, err)
-	}
-	// Checked after the open: a .have file only disappears (completion)
-	// while the data file stays, so a complete blob seen here stays so.
-	if _, err := os.Lstat(s.havePath(h)); err == nil {
+	data := s.dataPath(h)
+	for {
+		f, err := os.Open(data)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("open blob %s: %w", h, ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open blob %s: %w", h, err)
+		}
+		// A .have file appears before its data file and goes only once
+		// the data is complete, so no .have after the open means the
+		// file opened is complete, unless Seal replaced a partial file
+		// in between: then the path names another file, and we retry.
+		if _, err := os.Lstat(s.havePath(h)); err == nil {
+			f.Close()
+			return nil, fmt.Errorf("open blob %s: partial: %w", h, ErrNotFound)
+		}
+		fi, err1 := f.Stat()
+		now, err2 := os.Stat(data)
+		if err := errors.Join(err1, err2); err != nil {
+			f.Close()
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("open blob %s: %w", h, ErrNotFound)
+			}
+			return nil, fmt.Errorf("open blob %s: %w", h, err)
+		}
+		if os.SameFile(fi, now) {
+			return f, nil
+		}
 		f.Close()
-		return nil, fmt.Errorf("open blob %s: partial: %w", h, ErrNotFound)
 	}
-	return f, nil
 }
 
-// Has reports whether the store holds a complete copy of blob h.
+// Has reports whether the store holds a complete copy of blob h. It takes
+// no lock.
 func (s *Store) Has(h bt.InfoHash) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	return s.hasLocked(h)
 }
 
+// hasLocked reports whether blob h is complete; under s.mu the answer
+// cannot change before the lock is released.
 func (s *Store) hasLocked(h bt.InfoHash) bool {
 	if _, err := os.Lstat(s.dataPath(h)); err != nil {
 		return false
@@ -446,7 +464,9 @@ func (s *Store) Remove(h bt.InfoHash) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b := s.open[h]; b != nil {
+		// Its holders keep their files; the next OpenBlob starts afresh.
 		b.markRemoved()
+		delete(s.open, h)
 	}
 	// Data first: a crash between the two removals leaves an orphaned .have
 	// file (cleaned by OpenStore), never a partial file that looks complete.

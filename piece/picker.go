@@ -22,8 +22,9 @@ import (
 //
 //  0. A block outstanding on a peer for longer than that peer's timeout
 //     (Options.LateFactor times its smoothed latency, at least
-//     Options.LateMin) is requested from a second peer: it is older than
-//     anything asked for now and holds back its piece.
+//     Options.LateMin) is requested from one more peer, unless
+//     Options.MaxCopies-1 requests for it are in flight and not late yet: it
+//     is older than anything asked for now and holds back its piece.
 //  1. Blocks of the pieces covering pending reads (AddRead), earliest
 //     deadline first. A read's blocks are spread over all free peers, one
 //     block at a time, so a read completes as fast as the swarm allows. A
@@ -98,7 +99,7 @@ type Options struct {
 	ReadAheadMax int64         // largest read-ahead window; default 64 MiB
 	LateMin      time.Duration // a request is never late sooner than this; default 250 ms
 	LateFactor   int           // late after LateFactor × the peer's latency; default 4
-	MaxCopies    int           // most requests in flight for one block (late, endgame); default 2
+	MaxCopies    int           // most requests in flight for one block that are not late; default 2
 }
 
 func (o *Options) defaults() {
@@ -334,6 +335,7 @@ func (p *Picker) RemovePeer(id PeerID) {
 	p.dropAll(q)
 	p.setHaveNone(q)
 	p.peers = slices.DeleteFunc(p.peers, func(x *peer) bool { return x == q })
+	p.unqueueCancels(id, -1)
 }
 
 // Peers returns the number of peers.
@@ -418,6 +420,7 @@ func (p *Picker) PeerChoked(id PeerID, choked bool) {
 	q.choked = choked
 	if choked {
 		p.dropAll(q)
+		p.unqueueCancels(id, -1)
 	}
 }
 
@@ -463,7 +466,22 @@ func (p *Picker) RequestRejected(id PeerID, b Block) {
 	}
 	if k := q.find(blk); k >= 0 {
 		p.unrequest(q, k)
+	} else {
+		p.unqueueCancels(id, blk)
 	}
+}
+
+// unqueueCancels drops the queued cancels for a peer (for one block, or all
+// when blk is -1): the peer is gone, choked us, or answered already.
+func (p *Picker) unqueueCancels(id PeerID, blk int32) {
+	if len(p.cancels) == 0 {
+		return
+	}
+	var b Block
+	if blk >= 0 {
+		b = p.blockOf(blk)
+	}
+	p.cancels = slices.DeleteFunc(p.cancels, func(a Action) bool { return a.Peer == id && (blk < 0 || a.Block == b) })
 }
 
 // ---- requests ----

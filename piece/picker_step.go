@@ -48,7 +48,7 @@ func (p *Picker) Step(now time.Time) []Action {
 			if t-f.sentAt <= to || p.nfree == 0 {
 				break
 			}
-			if f.dup || int(p.reqs[f.blk]) >= p.opts.MaxCopies {
+			if f.dup || p.liveCopies(f.blk, t) >= p.opts.MaxCopies-1 {
 				continue
 			}
 			if o := p.choose(int(f.blk)/p.bpp, f.blk, true); o != nil {
@@ -125,6 +125,24 @@ func (q *peer) speedKey() int64 {
 // late.
 func (p *Picker) timeout(q *peer) int64 {
 	return max(int64(p.opts.LateMin), int64(p.opts.LateFactor)*q.srtt)
+}
+
+// liveCopies returns how many requests for blk are in flight and not late.
+func (p *Picker) liveCopies(blk int32, t int64) int {
+	n := 0
+	left := int(p.reqs[blk])
+	for _, q := range p.peers {
+		if left == 0 {
+			break
+		}
+		if k := q.find(blk); k >= 0 {
+			left--
+			if t-q.inflight[k].sentAt <= p.timeout(q) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // choose returns the free peer with the most free slots that has piece i

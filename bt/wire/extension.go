@@ -67,6 +67,9 @@ func ParseExtHandshake(payload []byte) (*ExtHandshake, error) {
 	if len(h.YourIP) == 0 {
 		h.YourIP = nil
 	}
+	if h.M == nil {
+		h.M = map[string]int{} // encoded as an empty m, as BEP 10 peers expect
+	}
 	if err := h.validate(); err != nil {
 		return nil, err
 	}

@@ -24,14 +24,14 @@ const markerName = ".delugefs"
 // The set is closed under prepending a dot, which makes escapeName (one
 // extra dot) a bijection onto its image.
 func reserved(name string) bool {
-	core := strings.TrimLeft(name, ".")
+	s := stripIgnorable(name)
+	core := strings.TrimLeft(s, ".")
 	t := strings.ToLower(core) // ASCII letters are all that matter
-	t = stripIgnorable(t)
 	if i := strings.IndexByte(t, ':'); i >= 0 {
 		t = t[:i]
 	}
 	t = strings.TrimRight(t, " .")
-	if len(core) < len(name) {
+	if len(core) < len(s) {
 		switch t {
 		case "git", "gitmodules", "gitattributes", "gitignore", "mailmap", "delugefs":
 			return true

@@ -132,6 +132,8 @@ func modeString(m filemode.FileMode) string {
 		return "100755"
 	case filemode.Symlink:
 		return "120000"
+	case filemode.Submodule:
+		return "160000"
 	}
 	return "100644"
 }

@@ -24,7 +24,7 @@ var hostile = []string{
 	"new\nline", "tab\there", "\xff\xfe non-utf8", "é", "-", "a.b", "a-b", "z",
 	strings.Repeat("n", 255), "\\back", "*?[]", "'\"", "~", ".hidden",
 	".git ", "git~1", "GIT~1", "..git~1", ".gitmodules", ".GITMODULES.", ".g\u200cit", ".git::$INDEX_ALLOCATION",
-	".delugefs.", "...", "..a", strings.Repeat(".", 252) + "git", ".gitattributes", ".mailmap", "MAILMA~2", "gitignore",
+	".delugefs.", "...", "..a", strings.Repeat(".", 252) + "git", ".gitattributes", ".mailmap", "MAILMA~2", "gitignore", "\u200c.git", "\u200c.\u200c.git",
 }
 
 func snapMap(s *meta.Snapshot) map[string]*meta.Entry {

@@ -189,9 +189,12 @@ type peer struct {
 }
 
 type flight struct {
-	blk    int32
-	dup    bool  // a second copy was requested elsewhere because this one was late
-	sentAt int64 // unix ns
+	blk  int32
+	late bool // found late once: stays late though the timeout may grow
+	// covered: this request is late and another request for the block,
+	// made since, is not. Cleared when a copy goes away unanswered.
+	covered bool
+	sentAt  int64 // unix ns
 }
 
 type read struct {
@@ -510,6 +513,14 @@ func (p *Picker) unrequest(q *peer, k int) {
 	blk := q.inflight[k].blk
 	q.inflight = slices.Delete(q.inflight, k, k+1)
 	p.reqs[blk]--
+	if p.reqs[blk] > 0 {
+		// Copies left elsewhere may need a new cover.
+		for _, o := range p.peers {
+			if k := o.find(blk); k >= 0 {
+				o.inflight[k].covered = false
+			}
+		}
+	}
 	if p.reqs[blk] == 0 && p.from[blk] == noPeer {
 		i := int(blk) / p.bpp
 		p.pieces[i].requested--

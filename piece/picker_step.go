@@ -45,16 +45,21 @@ func (p *Picker) Step(now time.Time) []Action {
 		to := p.timeout(q)
 		for k := range q.inflight {
 			f := &q.inflight[k]
-			if t-f.sentAt <= to || p.nfree == 0 {
+			if (!f.late && t-f.sentAt <= to) || p.nfree == 0 {
 				break
 			}
-			if f.dup || p.liveCopies(f.blk, t) >= p.opts.MaxCopies-1 {
+			f.late = true
+			if f.covered {
 				continue
 			}
-			if o := p.choose(int(f.blk)/p.bpp, f.blk, true); o != nil {
-				f.dup = true
+			o := p.choose(int(f.blk)/p.bpp, f.blk, true)
+			if o == nil {
+				continue
+			}
+			if p.reqs[f.blk] == 1 || p.liveCopies(f.blk, t) < p.opts.MaxCopies-1 {
 				p.give(o, f.blk, t)
 			}
+			f.covered = true
 		}
 	}
 
@@ -128,6 +133,7 @@ func (p *Picker) timeout(q *peer) int64 {
 }
 
 // liveCopies returns how many requests for blk are in flight and not late.
+// A request found late is marked so for good.
 func (p *Picker) liveCopies(blk int32, t int64) int {
 	n := 0
 	left := int(p.reqs[blk])
@@ -137,8 +143,14 @@ func (p *Picker) liveCopies(blk int32, t int64) int {
 		}
 		if k := q.find(blk); k >= 0 {
 			left--
-			if t-q.inflight[k].sentAt <= p.timeout(q) {
+			if f := &q.inflight[k]; !f.late && t-f.sentAt <= p.timeout(q) {
 				n++
+			} else {
+				// Late stays late (the timeout moves with the latency),
+				// and so are the older requests on q.
+				for j := range k + 1 {
+					q.inflight[j].late = true
+				}
 			}
 		}
 	}

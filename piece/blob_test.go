@@ -502,3 +502,23 @@ func TestConcurrentReaders(t *testing.T) {
 		t.Fatal("downloaded blob differs")
 	}
 }
+
+// FuzzDecodeHave checks that the .have decoder never panics and accepts
+// only what encodeHave makes for the blob's info.
+func FuzzDecodeHave(f *testing.F) {
+	info := infoOf(randBytes(20*testPiece+1, 40), testPiece)
+	h := info.Hash()
+	f.Add(encodeHave(info, h, make([]byte, (info.NumPieces()+7)/8)))
+	f.Add(encodeHave(info, h, []byte{0xff, 0x0f, 0x80}))
+	f.Add([]byte(haveMagic))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		bits, ok := decodeHave(raw, info, h)
+		if !ok {
+			return
+		}
+		if !bytes.Equal(encodeHave(info, h, bits), raw) {
+			t.Fatalf("decoded %x from %x, which re-encodes differently", bits, raw)
+		}
+	})
+}

@@ -1,0 +1,90 @@
+// Package fs is the DelugeFS file system: the POSIX operations of a FUSE
+// mount (through github.com/winfsp/cgofuse) mapped onto the namespace
+// (meta.Repo) and the blob store (piece.Store) of one node. It is the only
+// package that imports cgofuse or speaks errno.
+//
+// # Use
+//
+//	fsys := fs.New(repo, store, fs.Options{})          // repo.Serve must be running
+//	pt, err := fs.Mount(dir, fsys, fs.MountOptions{AllowOther: allow})
+//	...
+//	err = pt.Unmount()                                   // lazy; waits for libfuse's loop
+//
+// Mount recovers a stale mount at dir first (see package fs/mount). Build
+// with -tags fuse3 on Linux.
+//
+// # Structure
+//
+// Namespace operations (getattr, readdir, readlink, access, getxattr) read
+// the repo's current Snapshot and never wait on the writer. Operations that
+// change the namespace (mkdir, create, unlink, rename, chmod, setxattr, ...)
+// are one meta.Update each, with a deadline (Options.Timeout) so a dead
+// actor becomes EIO, never a hung kernel request.
+//
+// Regular files that are open are files (file.go), shared by all handles of
+// one path, like an inode: a write through one handle is seen by reads
+// through another, and every flush of a writing handle commits the writes
+// of all of them (so "last writer wins" holds between flushes: the latest
+// flush commits everything written so far).
+//
+// Read path: a handle of an unchanged file reads its complete local blob
+// with pread on an *os.File the file holds, without a lock (an atomic load
+// of the current source). A blob that is not on this node is read through
+// Options.Remote, bounded by Options.RemoteTimeout; with no Remote such a
+// read fails with EIO at once.
+//
+// Write path: open for writing costs nothing; the first change makes a temp
+// file (Store.TempFile), into which the committed contents are copied unless
+// the change is O_TRUNC or a truncate to 0 (copy_file_range, which is a
+// reflink on file systems that share extents, e.g. btrfs and XFS). While a
+// file is written in order from byte 0, a piece.Hasher hashes it on the way
+// so sealing does not read it again (up to 512 MiB, where the piece length
+// starts to grow: past that, Seal hashes the file). Getattr shows the size
+// and mtime of a changed file from the open file until it is committed.
+//
+// Flush (every close(2)) of a handle that is open for writing, and fsync of
+// any handle, seal a changed file: Store.Seal makes the temp file a blob,
+// then one meta.Update puts the new manifest, keeping mode, owner and
+// xattrs of the entry at the path. Errors of either (ENOSPC, EIO) are the
+// result of close(2) or fsync(2); when close returns 0 the data is durable.
+// A failed seal leaves the committed version untouched; a sealed blob whose
+// commit failed is committed by the next flush, or dropped (it is garbage
+// the store may collect) when the last handle closes. truncate(2) by path
+// seals and commits before it returns. After a seal, further writes through
+// a handle still open start a new temp file (a new copy).
+//
+// Create commits the new empty file at once, so it is visible to others
+// while it is written; the contents are a second commit at close.
+//
+// # Errors
+//
+// meta's errors map to ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, EINVAL;
+// a full disk to ENOSPC; anything else is logged and becomes EIO. Names
+// longer than 255 bytes get ENAMETOOLONG. Hard links get ENOTSUP.
+//
+// # libfuse3 through cgofuse
+//
+// cgofuse v1.6.0 zeroes libfuse's fuse_config when the file system starts
+// (see fs/mount): attribute and entry timeouts are 0, so the kernel asks
+// getattr again each time (cheap: a snapshot lookup), and libfuse does not
+// unlink a file that is still open but renames it to .fuse_hiddenNNN and
+// unlinks that at the last close. FS turns such a rename into the unlink it
+// stands for (the removal is committed at once, the open file lives on
+// under the hidden name in memory only), so hidden names never reach git.
+// A user file whose name starts with .fuse_hidden is therefore not
+// supported as a rename target.
+//
+// # Locking
+//
+// FS.nsMu orders commits at an open file's path against renames and
+// unlinks (which move or detach open files); FS.mu guards the table of open
+// files and their paths; file.mu guards a file's write state and serialises
+// its seals. Lock order: file.mu, FS.nsMu, FS.mu. No lock is held inside a
+// meta.Update function.
+//
+// # Not yet
+//
+// Directory mtimes do not change when entries are added or removed; atime
+// and ctime are the mtime. O_DIRECT and mmap writes go through the page
+// cache like any write.
+package fs

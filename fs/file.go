@@ -1,0 +1,409 @@
+package fs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/winfsp/cgofuse/fuse"
+
+	"github.com/delugefs/delugefs/bt"
+	"github.com/delugefs/delugefs/meta"
+	"github.com/delugefs/delugefs/piece"
+)
+
+// file is an open regular file: what an inode is to a local file system.
+// Every handle opened on one path shares one file, so writes through one
+// handle are seen by reads through another and a flush commits them all.
+type file struct {
+	// path is the file's current path, "" once unlinked or renamed over;
+	// refs counts its handles. Both are guarded by FS.mu.
+	path string
+	refs int
+
+	// src is the committed contents reads use while the file is not being
+	// written (tmp == nil). Swapped, never mutated; an old blob is closed
+	// after the swap, and a read that meets the closed file loads src again.
+	src atomic.Pointer[source]
+
+	// writing is true while tmp is not nil: reads then take mu and read tmp.
+	writing atomic.Bool
+	// changed is true from the first change until it is committed; while it
+	// is, getattr shows size and mtime below instead of the snapshot's.
+	changed atomic.Bool
+	size    atomic.Int64 // length of the new contents while changed
+	mtime   atomic.Int64 // unix ns of the last change while changed
+
+	// mu guards the write state below and serialises seals of this file.
+	mu  sync.Mutex
+	tmp *os.File // the new contents (from Store.TempFile); nil when clean
+	// hasher hashes tmp while it was written in order from byte 0: when not
+	// nil, tmp holds exactly the hasher.Len() bytes it has seen.
+	hasher *piece.Hasher
+	// sealed is the info of contents sealed into the store whose commit
+	// failed; the next flush retries the commit. Only while changed.
+	sealed *bt.Info
+	// mode, uid and gid for a commit that finds no entry at the path.
+	mode, uid, gid uint32
+}
+
+// source is a committed version of a file's contents.
+type source struct {
+	entry *meta.Entry
+	blob  *os.File // complete local blob; nil for an empty file or a remote one
+}
+
+// handle is one open(2) of a file.
+type handle struct {
+	file  *file
+	write bool // opened for writing: its flush commits
+}
+
+// openSource opens the blob of e for reading. A blob missing from the store
+// gives a source without a blob (the remote side).
+func (f *FS) openSource(e *meta.Entry) *source {
+	s := &source{entry: e}
+	if e.Size > 0 && !e.Hash.IsZero() {
+		b, err := f.store.Open(e.Hash)
+		if err == nil {
+			s.blob = b
+		} else if !errors.Is(err, piece.ErrNotFound) {
+			f.log.Error("fs: open blob", "hash", e.Hash, "err", err)
+		}
+	}
+	return s
+}
+
+// acquire returns the open file at p (entry e), creating it, with one more
+// reference.
+func (f *FS) acquire(p string, e *meta.Entry) *file {
+	f.mu.Lock()
+	fl, ok := f.files[p]
+	if ok {
+		fl.refs++
+		f.mu.Unlock()
+		// The namespace may have a newer version than the one this open
+		// file holds (a truncate by path, a peer's change): refresh a file
+		// that is not being changed.
+		if old := fl.src.Load(); !fl.changed.Load() && old.entry.Hash != e.Hash {
+			fl.mu.Lock()
+			if !fl.changed.Load() {
+				fl.setSource(f.openSource(e))
+			}
+			fl.mu.Unlock()
+		}
+		return fl
+	}
+	fl = &file{path: p, refs: 1, mode: e.Mode, uid: e.UID, gid: e.GID}
+	fl.src.Store(f.openSource(e))
+	f.files[p] = fl
+	f.nopen.Store(int32(len(f.files)))
+	f.mu.Unlock()
+	return fl
+}
+
+// setSource replaces the committed contents and closes the old blob.
+func (fl *file) setSource(s *source) {
+	old := fl.src.Swap(s)
+	if old != nil && old.blob != nil && (s.blob == nil || old.blob != s.blob) {
+		old.blob.Close()
+	}
+}
+
+// newHandle registers a handle and returns its number.
+func (f *FS) newHandle(h *handle) uint64 {
+	fh := f.nextFH.Add(1)
+	f.handles.Store(fh, h)
+	return fh
+}
+
+func (f *FS) handle(fh uint64) *handle {
+	v, ok := f.handles.Load(fh)
+	if !ok {
+		return nil
+	}
+	return v.(*handle)
+}
+
+// release drops one reference; the last one closes the blob and throws
+// away changes no flush committed.
+func (f *FS) release(fl *file) {
+	f.mu.Lock()
+	fl.refs--
+	last := fl.refs == 0
+	if last {
+		if fl.path != "" && f.files[fl.path] == fl {
+			delete(f.files, fl.path)
+			f.nopen.Store(int32(len(f.files)))
+		}
+		for name, h := range f.hidden {
+			if h == fl {
+				delete(f.hidden, name)
+			}
+		}
+	}
+	f.mu.Unlock()
+	if !last {
+		return
+	}
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	fl.dropTmp()
+	fl.changed.Store(false)
+	fl.sealed = nil
+	fl.setSource(&source{entry: fl.src.Load().entry})
+}
+
+// dropTmp closes and removes the temp file. fl.mu held.
+func (fl *file) dropTmp() {
+	if fl.tmp == nil {
+		return
+	}
+	fl.writing.Store(false)
+	name := fl.tmp.Name()
+	fl.tmp.Close()
+	os.Remove(name)
+	fl.tmp = nil
+	fl.hasher = nil
+}
+
+// readAt reads the file's contents at off into p.
+func (f *FS) readAt(fl *file, p []byte, off int64) (int, error) {
+	for {
+		if fl.writing.Load() {
+			fl.mu.Lock()
+			if fl.tmp != nil {
+				n, err := fl.tmp.ReadAt(p, off)
+				fl.mu.Unlock()
+				if err == io.EOF {
+					err = nil
+				}
+				return n, err
+			}
+			fl.mu.Unlock()
+		}
+		s := fl.src.Load()
+		if s.blob != nil {
+			n, err := s.blob.ReadAt(p, off)
+			if errors.Is(err, os.ErrClosed) {
+				continue // swapped under us: load the new source
+			}
+			if err == io.EOF {
+				err = nil
+			}
+			return n, err
+		}
+		if s.entry.Size == 0 || off >= s.entry.Size {
+			return 0, nil
+		}
+		return f.readRemote(s.entry, p, off)
+	}
+}
+
+// readRemote reads from the swarm, bounded by RemoteTimeout.
+func (f *FS) readRemote(e *meta.Entry, p []byte, off int64) (int, error) {
+	if f.opts.Remote == nil || e.Info == nil {
+		return 0, fmt.Errorf("read blob %s: not on this node and no swarm: %w", e.Hash, errno(fuse.EIO))
+	}
+	if rest := e.Size - off; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	ctx, cancel := contextWithTimeout(f.opts.RemoteTimeout)
+	defer cancel()
+	n, err := f.opts.Remote.ReadAt(ctx, e.Info, p, off)
+	if err != nil {
+		return n, fmt.Errorf("read blob %s from the swarm: %w", e.Hash, err)
+	}
+	return n, nil
+}
+
+// beginWrite makes sure fl has a temp file holding its contents: the
+// committed contents are copied in when keep is set (copy_file_range, a
+// reflink on file systems that share extents), otherwise it starts empty.
+// fl.mu held.
+func (f *FS) beginWrite(fl *file, keep bool) error {
+	if fl.tmp != nil {
+		return nil
+	}
+	tmp, err := f.store.TempFile()
+	if err != nil {
+		return err
+	}
+	var size int64
+	s := fl.src.Load()
+	if keep && s.entry.Size > 0 {
+		// s is the committed version, or the sealed one awaiting its commit.
+		if err := f.copyIn(tmp, s); err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+			return err
+		}
+		size = s.entry.Size
+	}
+	fl.tmp = tmp
+	fl.hasher = nil
+	if size == 0 {
+		fl.hasher = piece.NewHasher(piece.MinLength)
+	}
+	fl.size.Store(size)
+	fl.writing.Store(true)
+	return nil
+}
+
+// copyIn copies the committed contents s into tmp.
+func (f *FS) copyIn(tmp *os.File, s *source) error {
+	h := s.entry.Hash
+	b, err := f.store.Open(h)
+	if errors.Is(err, piece.ErrNotFound) {
+		return fmt.Errorf("copy blob %s for writing: not on this node: %w", h, errno(fuse.EIO))
+	}
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if _, err := tmp.ReadFrom(b); err != nil {
+		return fmt.Errorf("copy blob %s for writing: %w", h, err)
+	}
+	return nil
+}
+
+// markChanged records a change at time t. fl.mu held.
+func (fl *file) markChanged() {
+	fl.mtime.Store(now())
+	fl.changed.Store(true)
+}
+
+// write writes p at off. fl.mu is taken.
+func (f *FS) write(fl *file, p []byte, off int64) (int, error) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	if err := f.beginWrite(fl, true); err != nil {
+		return 0, err
+	}
+	n, err := fl.tmp.WriteAt(p, off)
+	if hs := fl.hasher; hs != nil {
+		if off == hs.Len() && n == len(p) {
+			hs.Write(p)
+			if hs.Len() > piece.MinLength*piece.TargetPieces {
+				// Past the size where the piece length grows: these hashes
+				// are of the wrong length; Seal hashes the file instead.
+				fl.hasher = nil
+			}
+		} else {
+			fl.hasher = nil
+		}
+	}
+	if n > 0 {
+		if end := off + int64(n); end > fl.size.Load() {
+			fl.size.Store(end)
+		}
+		fl.markChanged()
+	}
+	return n, err
+}
+
+// truncate sets the length of fl's contents. fl.mu held.
+func (f *FS) truncateLocked(fl *file, size int64) error {
+	if !fl.changed.Load() && fl.sealed == nil && size == fl.src.Load().entry.Size && fl.tmp == nil {
+		return nil // nothing changes (e.g. O_TRUNC of an empty file)
+	}
+	if err := f.beginWrite(fl, size > 0); err != nil {
+		return err
+	}
+	if err := fl.tmp.Truncate(size); err != nil {
+		return err
+	}
+	switch {
+	case size == 0:
+		fl.hasher = piece.NewHasher(piece.MinLength)
+	case fl.hasher != nil && fl.hasher.Len() != size:
+		fl.hasher = nil
+	}
+	fl.size.Store(size)
+	fl.markChanged()
+	return nil
+}
+
+// seal makes fl's changes durable: the temp file becomes a blob (Seal),
+// then one commit puts the new manifest, keeping mode, owner and xattrs of
+// the entry at the path. Errors leave the committed version as it was.
+// fl.mu held.
+func (f *FS) sealLocked(fl *file) error {
+	if !fl.changed.Load() {
+		return nil
+	}
+	if fl.tmp != nil {
+		var known *bt.Info
+		size := fl.size.Load()
+		if hs := fl.hasher; hs != nil && hs.Len() == size && size > 0 && hs.PieceLength() == piece.Length(size) {
+			known = hs.Info()
+		}
+		fl.hasher = nil // Info finished it; a retry hashes the file
+		info, err := f.store.Seal(fl.tmp.Name(), known)
+		if err != nil {
+			return err
+		}
+		// The temp file is a blob now (or gone, for empty contents and
+		// duplicates): read from the store from here on.
+		fl.tmp.Close()
+		fl.tmp = nil
+		e := &meta.Entry{Kind: meta.KindFile, Size: size, Info: info}
+		if info != nil {
+			e.Hash = info.Hash()
+		}
+		fl.setSource(f.openSource(e))
+		fl.writing.Store(false)
+		fl.sealed = info
+		if info == nil {
+			fl.sealed = &bt.Info{} // empty contents, Length 0
+		}
+	}
+	if err := f.commit(fl); err != nil {
+		return err
+	}
+	fl.sealed = nil
+	fl.changed.Store(false)
+	return nil
+}
+
+// commit puts the manifest of fl.sealed at fl's path. fl.mu held.
+func (f *FS) commit(fl *file) error {
+	f.nsMu.RLock()
+	defer f.nsMu.RUnlock()
+	f.mu.Lock()
+	p := fl.path
+	f.mu.Unlock()
+	if p == "" {
+		return nil // unlinked while open: nothing to keep
+	}
+	info := fl.sealed
+	if info != nil && info.Length == 0 {
+		info = nil
+	}
+	mtime := fl.mtime.Load()
+	var put *meta.Entry
+	err := f.update("write "+p, func(tx *meta.Tx) error {
+		e := &meta.Entry{Kind: meta.KindFile, Mode: fl.mode, UID: fl.uid, GID: fl.gid}
+		if old, ok := tx.Get(p); ok {
+			if old.Kind != meta.KindFile {
+				return fmt.Errorf("commit %s: %w", p, meta.ErrIsDir)
+			}
+			e.Mode, e.UID, e.GID, e.Xattrs = old.Mode, old.UID, old.GID, old.Xattrs
+		}
+		e.Mtime = mtime
+		if info != nil {
+			e.Info, e.Size, e.Hash = info, info.Length, info.Hash()
+		}
+		put = e
+		return tx.Put(p, e)
+	})
+	if err != nil {
+		return err
+	}
+	// Keep the blob already open; the entry now has mode and owner too.
+	fl.setSource(&source{entry: put, blob: fl.src.Load().blob})
+	return nil
+}

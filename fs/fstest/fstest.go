@@ -1,0 +1,110 @@
+// Package fstest runs DelugeFS nodes mounted for real in tests: a node is a
+// root directory holding the namespace (meta.git) and the blob store, a
+// Serve loop, an fs.FS and its mount under t.TempDir(), unmounted and
+// stopped when the test ends, even when it fails.
+package fstest
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/winfsp/cgofuse/fuse"
+
+	"github.com/delugefs/delugefs/fs"
+	"github.com/delugefs/delugefs/fs/mount"
+	"github.com/delugefs/delugefs/meta"
+	"github.com/delugefs/delugefs/piece"
+)
+
+// Node is one mounted DelugeFS node.
+type Node struct {
+	Root  string // ROOT: meta.git, blobs/, tmp/
+	Dir   string // the mount point
+	Repo  *meta.Repo
+	Store *piece.Store
+	FS    *fs.FS
+	Point *mount.Point
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+	err    error
+}
+
+// Start opens (or creates) the node at root and mounts it at a new
+// directory under t.TempDir().
+func Start(t testing.TB, root string, opts fs.Options) *Node {
+	t.Helper()
+	n, err := Open(root, t.TempDir(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := n.Stop(); err != nil {
+			t.Errorf("stop node: %v", err)
+		}
+	})
+	return n
+}
+
+// Open opens the node at root and mounts it at dir. Stop undoes it.
+func Open(root, dir string, opts fs.Options) (*Node, error) {
+	store, err := piece.OpenStore(root)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := meta.Open(filepath.Join(root, "meta.git"), meta.Options{Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{Root: root, Dir: dir, Repo: repo, Store: store, cancel: cancel, done: make(chan struct{})}
+	// The Serve loop ends when Stop cancels ctx.
+	go func() {
+		defer close(n.done)
+		if err := repo.Serve(ctx); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, meta.ErrClosed) {
+			n.err = err
+		}
+	}()
+	n.FS = fs.New(repo, store, opts)
+	n.Point, err = fs.Mount(dir, n.FS, fs.MountOptions{})
+	if err != nil {
+		cancel()
+		<-n.done
+		repo.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// Stop unmounts the node, ends its Serve loop and closes the repo. Later
+// calls return the first call's result.
+func (n *Node) Stop() error {
+	n.once.Do(func() {
+		uerr := n.Point.Unmount()
+		n.cancel()
+		<-n.done
+		n.err = errors.Join(uerr, n.err, n.Repo.Close())
+	})
+	return n.err
+}
+
+// Mount mounts any cgofuse file system under t.TempDir() and unmounts it
+// when the test ends. It returns the mount point.
+func Mount(t testing.TB, fsys fuse.FileSystemInterface, o mount.Options) string {
+	t.Helper()
+	dir := t.TempDir()
+	pt, err := mount.Mount(dir, fsys, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := pt.Unmount(); err != nil {
+			t.Errorf("unmount: %v", err)
+		}
+	})
+	return dir
+}

@@ -14,10 +14,10 @@ import (
 	"github.com/delugefs/delugefs/bt"
 )
 
-const testPiece = 16 << 10
+const testPieceLen = 16 << 10
 
-// writePiece writes piece i of data into b in 4 KiB blocks.
-func writePiece(t testing.TB, b *Blob, data []byte, i int) {
+// writeBlobPiece writes piece i of data into b in 4 KiB blocks.
+func writeBlobPiece(t testing.TB, b *Blob, data []byte, i int) {
 	t.Helper()
 	pl := int(b.Info().PieceLength)
 	end := min((i+1)*pl, len(data))
@@ -28,7 +28,7 @@ func writePiece(t testing.TB, b *Blob, data []byte, i int) {
 	}
 }
 
-func verify(t testing.TB, b *Blob, i int) {
+func mustVerifyPiece(t testing.TB, b *Blob, i int) {
 	t.Helper()
 	ok, err := b.VerifyPiece(i)
 	if err != nil || !ok {
@@ -56,8 +56,8 @@ func TestBlobResumeWithoutRehash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := randBytes(10*testPiece-777, 10)
-	info := infoOf(data, testPiece)
+	data := randomBlobData(10*testPieceLen-777, 10)
+	info := blobInfo(data, testPieceLen)
 	b, err := s.OpenBlob(info)
 	if err != nil {
 		t.Fatal(err)
@@ -66,8 +66,8 @@ func TestBlobResumeWithoutRehash(t *testing.T) {
 		t.Fatalf("data file: %v, %v; want %d bytes", fi, err, info.Length)
 	}
 	for i := 0; i < 5; i++ {
-		writePiece(t, b, data, i)
-		verify(t, b, i)
+		writeBlobPiece(t, b, data, i)
+		mustVerifyPiece(t, b, i)
 	}
 	if s.Has(info.Hash()) {
 		t.Fatal("partial blob counts as complete")
@@ -85,7 +85,7 @@ func TestBlobResumeWithoutRehash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.WriteAt([]byte("garbage"), 2*testPiece+10); err != nil {
+	if _, err := f.WriteAt([]byte("garbage"), 2*testPieceLen+10); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()
@@ -103,12 +103,12 @@ func TestBlobResumeWithoutRehash(t *testing.T) {
 			t.Fatalf("after reopen HasPiece(%d) = %v, want %v", i, got, want)
 		}
 	}
-	if _, err := b.WriteAt([]byte{1}, 3*testPiece); !errors.Is(err, ErrVerified) {
+	if _, err := b.WriteAt([]byte{1}, 3*testPieceLen); !errors.Is(err, ErrVerified) {
 		t.Fatalf("WriteAt into a verified piece: %v, want ErrVerified", err)
 	}
 	for i := 5; i < info.NumPieces(); i++ {
-		writePiece(t, b, data, i)
-		verify(t, b, i)
+		writeBlobPiece(t, b, data, i)
+		mustVerifyPiece(t, b, i)
 	}
 	if !b.Complete() {
 		t.Fatal("blob not complete after every piece verified")
@@ -132,25 +132,25 @@ func TestBlobResumeWithoutRehash(t *testing.T) {
 		t.Fatalf("second Close: %v, want ErrClosed", err)
 	}
 	got := readBlob(t, s, info.Hash())
-	copy(data[2*testPiece+10:], "garbage") // the damage made above, trusted
+	copy(data[2*testPieceLen+10:], "garbage") // the damage made above, trusted
 	if !bytes.Equal(got, data) {
 		t.Fatal("completed blob differs")
 	}
 }
 
 func TestBlobCorruptPiece(t *testing.T) {
-	s := openStore(t)
-	data := randBytes(6*testPiece, 11)
-	info := infoOf(data, testPiece)
+	s := newTestStore(t)
+	data := randomBlobData(6*testPieceLen, 11)
+	info := blobInfo(data, testPieceLen)
 	b, err := s.OpenBlob(info)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 
-	bad := bytes.Clone(data[3*testPiece : 4*testPiece])
+	bad := bytes.Clone(data[3*testPieceLen : 4*testPieceLen])
 	bad[100] ^= 1
-	if _, err := b.WriteAt(bad, 3*testPiece); err != nil {
+	if _, err := b.WriteAt(bad, 3*testPieceLen); err != nil {
 		t.Fatal(err)
 	}
 	ok, err := b.VerifyPiece(3)
@@ -160,8 +160,8 @@ func TestBlobCorruptPiece(t *testing.T) {
 	if b.HasPiece(3) {
 		t.Fatal("corrupt piece marked")
 	}
-	writePiece(t, b, data, 3)
-	verify(t, b, 3)
+	writeBlobPiece(t, b, data, 3)
+	mustVerifyPiece(t, b, 3)
 
 	// A piece never written is a hole of zeros: no match.
 	if ok, err := b.VerifyPiece(4); ok || err != nil {
@@ -190,16 +190,16 @@ func TestBlobMarksFollowData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := randBytes(64*testPiece, 12)
-	info := infoOf(data, testPiece)
+	data := randomBlobData(64*testPieceLen, 12)
+	info := blobInfo(data, testPieceLen)
 	b, err := s.OpenBlob(info)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
 	for i := 0; i < 40; i++ {
-		writePiece(t, b, data, i)
-		verify(t, b, i)
+		writeBlobPiece(t, b, data, i)
+		mustVerifyPiece(t, b, i)
 		bits := persistedHave(t, s, info)
 		bf, err := ParseBitfield(bits, info.NumPieces())
 		if err != nil {
@@ -239,11 +239,11 @@ func TestBlobMarksFollowData(t *testing.T) {
 }
 
 func TestBlobOver4GiBSparse(t *testing.T) {
-	s := openStore(t)
+	s := newTestStore(t)
 	const length = 5<<30 + 12345
 	pl := Length(length)
 	n := NumPieces(length, pl)
-	last := randBytes(int(length-int64(n-1)*pl), 13)
+	last := randomBlobData(int(length-int64(n-1)*pl), 13)
 	zero := sha1.Sum(make([]byte, pl))
 	lastSum := sha1.Sum(last)
 	pieces := bytes.Repeat(zero[:], n-1)
@@ -261,8 +261,8 @@ func TestBlobOver4GiBSparse(t *testing.T) {
 	if _, err := b.WriteAt(last, off); err != nil {
 		t.Fatal(err)
 	}
-	verify(t, b, n-1)
-	verify(t, b, 0) // a hole reads as zeros, which is what piece 0 holds
+	mustVerifyPiece(t, b, n-1)
+	mustVerifyPiece(t, b, 0) // a hole reads as zeros, which is what piece 0 holds
 	if b.Complete() || !b.HasPiece(n-1) || b.HasPiece(1) {
 		t.Fatal("wrong marks after two pieces")
 	}
@@ -297,18 +297,18 @@ func TestBlobOver4GiBSparse(t *testing.T) {
 }
 
 func TestSealReplacesPartial(t *testing.T) {
-	s := openStore(t)
-	data := randBytes(8*testPiece, 14)
-	info := infoOf(data, testPiece)
+	s := newTestStore(t)
+	data := randomBlobData(8*testPieceLen, 14)
+	info := blobInfo(data, testPieceLen)
 	b, err := s.OpenBlob(info)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	writePiece(t, b, data, 0)
-	verify(t, b, 0)
+	writeBlobPiece(t, b, data, 0)
+	mustVerifyPiece(t, b, 0)
 
-	got, err := s.Seal(tempWith(t, s, data), info)
+	got, err := s.Seal(writeTemp(t, s, data), info)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,9 +334,9 @@ func TestSealReplacesPartial(t *testing.T) {
 }
 
 func TestRemoveOpenPartial(t *testing.T) {
-	s := openStore(t)
-	data := randBytes(4*testPiece, 15)
-	info := infoOf(data, testPiece)
+	s := newTestStore(t)
+	data := randomBlobData(4*testPieceLen, 15)
+	info := blobInfo(data, testPieceLen)
 	b, err := s.OpenBlob(info)
 	if err != nil {
 		t.Fatal(err)
@@ -351,8 +351,8 @@ func TestRemoveOpenPartial(t *testing.T) {
 	if err := b2.Close(); err != nil {
 		t.Fatal(err)
 	}
-	writePiece(t, b, data, 1)
-	verify(t, b, 1)
+	writeBlobPiece(t, b, data, 1)
+	mustVerifyPiece(t, b, 1)
 	if err := s.Remove(info.Hash()); err != nil {
 		t.Fatal(err)
 	}
@@ -388,9 +388,9 @@ func TestRemoveOpenPartial(t *testing.T) {
 }
 
 func TestConcurrentReaders(t *testing.T) {
-	s := openStore(t)
-	data := randBytes(4<<20, 16)
-	info, err := s.Seal(tempWith(t, s, data), nil)
+	s := newTestStore(t)
+	data := randomBlobData(4<<20, 16)
+	info, err := s.Seal(writeTemp(t, s, data), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,8 +410,8 @@ func TestConcurrentReaders(t *testing.T) {
 
 	// Partial blob: one writer per piece, readers checking that verified
 	// data never changes under them.
-	pdata := randBytes(32*testPiece+500, 17)
-	pinfo := infoOf(pdata, testPiece)
+	pdata := randomBlobData(32*testPieceLen+500, 17)
+	pinfo := blobInfo(pdata, testPieceLen)
 	pb, err := s.OpenBlob(pinfo)
 	if err != nil {
 		t.Fatal(err)
@@ -506,7 +506,7 @@ func TestConcurrentReaders(t *testing.T) {
 // FuzzDecodeHave checks that the .have decoder never panics and accepts
 // only what encodeHave makes for the blob's info.
 func FuzzDecodeHave(f *testing.F) {
-	info := infoOf(randBytes(20*testPiece+1, 40), testPiece)
+	info := blobInfo(randomBlobData(20*testPieceLen+1, 40), testPieceLen)
 	h := info.Hash()
 	f.Add(encodeHave(info, h, make([]byte, (info.NumPieces()+7)/8)))
 	f.Add(encodeHave(info, h, []byte{0xff, 0x0f, 0x80}))

@@ -17,17 +17,17 @@ const benchSealSize = 256 << 20
 func benchTemp(b *testing.B, s *Store, data []byte, n uint64) string {
 	b.Helper()
 	binary.LittleEndian.PutUint64(data, n)
-	return tempWith(b, s, data)
+	return writeTemp(b, s, data)
 }
 
 // BenchmarkSeal seals a 256 MiB file that the store must hash ("hash"), one
 // whose info the writer computed ("known"), and, as the reference, writes
 // the same bytes' fsync alone ("fsync").
 func BenchmarkSeal(b *testing.B) {
-	data := randBytes(benchSealSize, 30)
+	data := randomBlobData(benchSealSize, 30)
 	for _, mode := range []string{"hash", "known", "fsync"} {
 		b.Run(mode, func(b *testing.B) {
-			s := openStore(b)
+			s := newTestStore(b)
 			b.SetBytes(benchSealSize)
 			b.ReportAllocs()
 			var n uint64
@@ -35,7 +35,7 @@ func BenchmarkSeal(b *testing.B) {
 				b.StopTimer()
 				n++
 				path := benchTemp(b, s, data, n)
-				known := infoOfIf(mode == "known", data)
+				known := blobInfoIf(mode == "known", data)
 				b.StartTimer()
 				if mode == "fsync" {
 					f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -65,20 +65,20 @@ func BenchmarkSeal(b *testing.B) {
 	}
 }
 
-func infoOfIf(cond bool, data []byte) *bt.Info {
+func blobInfoIf(cond bool, data []byte) *bt.Info {
 	if !cond {
 		return nil
 	}
-	return infoOf(data, Length(int64(len(data))))
+	return blobInfo(data, Length(int64(len(data))))
 }
 
 // BenchmarkVerifyPiece hashes 256 KiB pieces of a partial blob from disk
 // (page cache), marking them and persisting the bitfield as it goes.
 func BenchmarkVerifyPiece(b *testing.B) {
 	const pl = 256 << 10
-	data := randBytes(64<<20, 31)
-	info := infoOf(data, pl)
-	s := openStore(b)
+	data := randomBlobData(64<<20, 31)
+	info := blobInfo(data, pl)
+	s := newTestStore(b)
 	blob, err := s.OpenBlob(info)
 	if err != nil {
 		b.Fatal(err)
@@ -102,9 +102,9 @@ func BenchmarkVerifyPiece(b *testing.B) {
 // BenchmarkBlobReadAt reads 128 KiB blocks of a complete blob: the fs's
 // read path (one atomic load, one pread).
 func BenchmarkBlobReadAt(b *testing.B) {
-	data := randBytes(16<<20, 32)
-	s := openStore(b)
-	info, err := s.Seal(tempWith(b, s, data), nil)
+	data := randomBlobData(16<<20, 32)
+	s := newTestStore(b)
+	info, err := s.Seal(writeTemp(b, s, data), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func BenchmarkVerifyPieceMarking(b *testing.B) {
 	const n = 1 << 16
 	zero := sha1.Sum(make([]byte, pl))
 	info := bt.NewInfo(n*pl, pl, bytes.Repeat(zero[:], n))
-	s := openStore(b)
+	s := newTestStore(b)
 	blob, err := s.OpenBlob(info)
 	if err != nil {
 		b.Fatal(err)

@@ -72,15 +72,15 @@ func TestSealNoSpace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := randBytes(512<<10, 20)
-	oldInfo, err := s.Seal(tempWith(t, s, old), nil)
+	old := randomBlobData(512<<10, 20)
+	oldInfo, err := s.Seal(writeTemp(t, s, old), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// A file from another disk that does not fit: ENOSPC, nothing changed.
 	outside := filepath.Join(t.TempDir(), "big")
-	if err := os.WriteFile(outside, randBytes(3<<20, 21), 0o644); err != nil {
+	if err := os.WriteFile(outside, randomBlobData(3<<20, 21), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Seal(outside, nil); !errors.Is(err, syscall.ENOSPC) {
@@ -97,7 +97,7 @@ func TestSealNoSpace(t *testing.T) {
 	}
 
 	// A download larger than the disk is refused before it starts.
-	bigInfo := infoOf(randBytes(4<<20, 22), testPiece)
+	bigInfo := blobInfo(randomBlobData(4<<20, 22), testPieceLen)
 	if _, err := s.OpenBlob(bigInfo); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("OpenBlob larger than the disk: %v, want ENOSPC", err)
 	}
@@ -108,25 +108,25 @@ func TestSealNoSpace(t *testing.T) {
 	}
 
 	// A download that fits, then the disk fills up under it.
-	data := randBytes(32*testPiece, 23)
-	info := infoOf(data, testPiece)
+	data := randomBlobData(32*testPieceLen, 23)
+	info := blobInfo(data, testPieceLen)
 	b, err := s.OpenBlob(info)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	writePiece(t, b, data, 0)
-	writePiece(t, b, data, 2)
-	verify(t, b, 0)
+	writeBlobPiece(t, b, data, 0)
+	writeBlobPiece(t, b, data, 2)
+	mustVerifyPiece(t, b, 0)
 	if err := b.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	small := randBytes(10<<10, 24)
-	smallPath := tempWith(t, s, small)
+	small := randomBlobData(10<<10, 24)
+	smallPath := writeTemp(t, s, small)
 
 	filler := fillDisk(t, disk)
 
-	if _, err := b.WriteAt(data[testPiece:2*testPiece], testPiece); !errors.Is(err, syscall.ENOSPC) {
+	if _, err := b.WriteAt(data[testPieceLen:2*testPieceLen], testPieceLen); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("WriteAt on a full disk: %v, want ENOSPC", err)
 	}
 	if ok, err := b.VerifyPiece(1); ok || err != nil {
@@ -178,7 +178,7 @@ func TestSealFromOtherFilesystem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := randBytes(1<<20+3, 25)
+	data := randomBlobData(1<<20+3, 25)
 	outside := filepath.Join(t.TempDir(), "f")
 	if err := os.WriteFile(outside, data, 0o644); err != nil {
 		t.Fatal(err)

@@ -14,8 +14,8 @@ import (
 	"github.com/delugefs/delugefs/bt"
 )
 
-// randBytes returns n pseudo-random bytes from seed.
-func randBytes(n int, seed uint64) []byte {
+// randomBlobData returns n pseudo-random bytes from seed.
+func randomBlobData(n int, seed uint64) []byte {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	b := make([]byte, n)
 	for i := 0; i+8 <= n; i += 8 {
@@ -30,15 +30,15 @@ func randBytes(n int, seed uint64) []byte {
 	return b
 }
 
-// infoOf returns the info dictionary of data cut into pieces of pieceLength.
-func infoOf(data []byte, pieceLength int64) *bt.Info {
+// blobInfo returns the info dictionary of data cut into pieces of pieceLength.
+func blobInfo(data []byte, pieceLength int64) *bt.Info {
 	hs := NewHasher(pieceLength)
 	hs.Write(data)
 	return hs.Info()
 }
 
-// openStore opens a store in a fresh temporary directory.
-func openStore(t testing.TB) *Store {
+// newTestStore opens a store in a fresh temporary directory.
+func newTestStore(t testing.TB) *Store {
 	t.Helper()
 	s, err := OpenStore(filepath.Join(t.TempDir(), "root"))
 	if err != nil {
@@ -47,8 +47,8 @@ func openStore(t testing.TB) *Store {
 	return s
 }
 
-// tempWith writes data into a new store temp file and returns its path.
-func tempWith(t testing.TB, s *Store, data []byte) string {
+// writeTemp writes data into a new store temp file and returns its path.
+func writeTemp(t testing.TB, s *Store, data []byte) string {
 	t.Helper()
 	f, err := s.TempFile()
 	if err != nil {
@@ -92,10 +92,10 @@ func tmpEntries(t testing.TB, s *Store) []string {
 }
 
 func TestSealOpenRoundTrip(t *testing.T) {
-	s := openStore(t)
-	data := randBytes(3<<20+12345, 1)
+	s := newTestStore(t)
+	data := randomBlobData(3<<20+12345, 1)
 
-	path := tempWith(t, s, data)
+	path := writeTemp(t, s, data)
 	info, err := s.Seal(path, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +103,7 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	if info.Length != int64(len(data)) || info.PieceLength != Length(int64(len(data))) {
 		t.Fatalf("info length %d piece length %d, want %d and %d", info.Length, info.PieceLength, len(data), Length(int64(len(data))))
 	}
-	want := infoOf(data, Length(int64(len(data))))
+	want := blobInfo(data, Length(int64(len(data))))
 	h := info.Hash()
 	if h != want.Hash() {
 		t.Fatalf("hash %s, want %s", h, want.Hash())
@@ -130,11 +130,11 @@ func TestSealOpenRoundTrip(t *testing.T) {
 
 	// The same contents again, once hashed and once with a known info:
 	// stored once, temp files dropped.
-	info2, err := s.Seal(tempWith(t, s, data), nil)
+	info2, err := s.Seal(writeTemp(t, s, data), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info3, err := s.Seal(tempWith(t, s, data), want)
+	info3, err := s.Seal(writeTemp(t, s, data), want)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,8 +144,8 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	if got := tmpEntries(t, s); len(got) != 0 {
 		t.Fatalf("tmp/ holds %v after sealing duplicates", got)
 	}
-	other := randBytes(100, 2)
-	oinfo, err := s.Seal(tempWith(t, s, other), nil)
+	other := randomBlobData(100, 2)
+	oinfo, err := s.Seal(writeTemp(t, s, other), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +177,8 @@ func TestSealOpenRoundTrip(t *testing.T) {
 }
 
 func TestSealEmptyFile(t *testing.T) {
-	s := openStore(t)
-	path := tempWith(t, s, nil)
+	s := newTestStore(t)
+	path := writeTemp(t, s, nil)
 	info, err := s.Seal(path, nil)
 	if info != nil || err != nil {
 		t.Fatalf("Seal(empty) = %v, %v; want nil, nil", info, err)
@@ -189,10 +189,10 @@ func TestSealEmptyFile(t *testing.T) {
 }
 
 func TestSealKnownInfoMismatch(t *testing.T) {
-	s := openStore(t)
-	data := randBytes(1000, 3)
-	path := tempWith(t, s, data)
-	if _, err := s.Seal(path, infoOf(data[:999], MinLength)); err == nil {
+	s := newTestStore(t)
+	data := randomBlobData(1000, 3)
+	path := writeTemp(t, s, data)
+	if _, err := s.Seal(path, blobInfo(data[:999], MinLength)); err == nil {
 		t.Fatal("Seal with a known info of the wrong length succeeded")
 	}
 	if _, err := os.Stat(path); err != nil {
@@ -204,7 +204,7 @@ func TestSealKnownInfoMismatch(t *testing.T) {
 }
 
 func TestOpenNotFound(t *testing.T) {
-	s := openStore(t)
+	s := newTestStore(t)
 	var h bt.InfoHash
 	h[0] = 0xab
 	if _, err := s.Open(h); !errors.Is(err, ErrNotFound) {
@@ -221,13 +221,13 @@ func TestOpenStoreCleansLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	complete := randBytes(50000, 4)
-	cinfo, err := s.Seal(tempWith(t, s, complete), nil)
+	complete := randomBlobData(50000, 4)
+	cinfo, err := s.Seal(writeTemp(t, s, complete), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pdata := randBytes(5*16<<10, 5)
-	pinfo := infoOf(pdata, 16<<10)
+	pdata := randomBlobData(5*16<<10, 5)
+	pinfo := blobInfo(pdata, 16<<10)
 	b, err := s.OpenBlob(pinfo)
 	if err != nil {
 		t.Fatal(err)
@@ -244,7 +244,7 @@ func TestOpenStoreCleansLeftovers(t *testing.T) {
 
 	// What a crash leaves: files being written, a .have being replaced, a
 	// .have whose data file was never created.
-	leftover := tempWith(t, s, []byte("half written"))
+	leftover := writeTemp(t, s, []byte("half written"))
 	if err := os.MkdirAll(filepath.Join(s.tmp, "dir", "sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +290,7 @@ func TestOpenStoreCleansLeftovers(t *testing.T) {
 }
 
 func TestSpace(t *testing.T) {
-	s := openStore(t)
+	s := newTestStore(t)
 	total, free, err := s.Space()
 	if err != nil {
 		t.Fatal(err)

@@ -9,8 +9,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -233,5 +235,35 @@ func TestAnacrolixHandshake(t *testing.T) {
 		if [20]byte(r.res.Hash) != [20]byte(ih) || r.res.PeerID != ours.PeerID || !r.res.SupportsFast() || !r.res.SupportsExtended() {
 			t.Errorf("weInitiate=%v: anacrolix read %+v", weInitiate, r.res)
 		}
+	}
+}
+
+// BenchmarkAnacrolixReadPiece is the reference for BenchmarkReadPiece:
+// anacrolix's decoder with a block pool, on the same stream.
+func BenchmarkAnacrolixReadPiece(b *testing.B) {
+	pool := sync.Pool{New: func() any { s := make([]byte, BlockSize); return &s }}
+	d := pp.Decoder{R: bufio.NewReaderSize(&cycle{buf: pieceStream(b, 64)}, readBufSize), Pool: &pool, MaxLength: 1 << 20}
+	b.SetBytes(BlockSize)
+	b.ReportAllocs()
+	for b.Loop() {
+		var m pp.Message
+		if err := d.Decode(&m); err != nil {
+			b.Fatal(err)
+		}
+		pool.Put(&m.Piece)
+	}
+}
+
+// BenchmarkAnacrolixWritePiece is the reference for BenchmarkWritePiece.
+func BenchmarkAnacrolixWritePiece(b *testing.B) {
+	w := bufio.NewWriterSize(io.Discard, 64<<10)
+	m := pp.Message{Type: pp.Piece, Index: 1, Piece: make([]byte, BlockSize)}
+	b.SetBytes(BlockSize)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := m.WriteTo(w); err != nil {
+			b.Fatal(err)
+		}
+		w.Flush()
 	}
 }

@@ -305,9 +305,10 @@ func (b *Blob) VerifyPiece(i int) (ok bool, err error) {
 		return ok, nil
 	}
 	if !ok {
-		if b.clearBit(i) {
+		if b.clearBit(i) { // verified once, changed on disk since
 			b.mu.Lock()
 			b.count--
+			b.dirtyBytes += b.info.PieceSize(i) // persist the unmarking soon
 			b.mu.Unlock()
 		}
 		return false, nil

@@ -298,8 +298,8 @@ func TestBlobOver4GiBSparse(t *testing.T) {
 
 func TestSealReplacesPartial(t *testing.T) {
 	s := newTestStore(t)
-	data := randomBlobData(8*testPieceLen, 14)
-	info := blobInfo(data, testPieceLen)
+	data := randomBlobData(8*MinLength, 14)
+	info := blobInfo(data, Length(8*MinLength)) // Seal only trusts the canonical info
 	b, err := s.OpenBlob(info)
 	if err != nil {
 		t.Fatal(err)

@@ -171,11 +171,14 @@ func (s *Store) TempFile() (*os.File, error) {
 }
 
 // Seal makes the file at path (normally from TempFile, no longer written to)
-// a complete blob and returns its info dictionary. If known is not nil Seal
-// trusts it as the file's info (the caller hashed the file while it was
-// written sequentially with a Hasher); otherwise Seal hashes the file with
-// piece length Length(size). An empty file is no blob: Seal removes it and
-// returns a nil Info and a nil error.
+// a complete blob and returns its info dictionary. Seal hashes the file
+// with piece length Length(size), unless known is the file's info (the
+// caller hashed the file while it was written sequentially, with a Hasher of
+// piece length Length(size)): a known info whose length or piece length does
+// not fit the file is ignored and the file hashed, so that the same contents
+// always get the same info-hash. Seal does not re-check the piece hashes of a
+// known info. An empty file is no blob: Seal removes it and returns a nil
+// Info and a nil error.
 //
 // Seal fsyncs the data, makes it read-only and renames it into blobs/; when
 // that blob is already complete it removes the file instead, so identical
@@ -215,6 +218,12 @@ func (s *Store) seal(path string, known *bt.Info) (*bt.Info, error) {
 	}
 	sameDev := sameDevice(fi, s.tmp)
 	info := known
+	if info != nil && (checkInfo(info) != nil || info.Length != size || info.PieceLength != Length(size)) {
+		// Not this file's canonical info (the writer guessed the piece
+		// length before it knew the size, or lost track of the bytes):
+		// hash the file, so the same contents get the same info-hash.
+		info = nil
+	}
 	synced := false
 	if info == nil {
 		// Flush the data to disk while hashing it: the two overlap, and a
@@ -234,10 +243,6 @@ func (s *Store) seal(path string, known *bt.Info) (*bt.Info, error) {
 			return nil, fmt.Errorf("sync: %w", serr)
 		}
 		synced = sameDev
-	} else if err := checkInfo(info); err != nil {
-		return nil, err
-	} else if info.Length != size {
-		return nil, fmt.Errorf("piece: known info is for %d bytes, the file has %d", info.Length, size)
 	}
 	h := info.Hash()
 	if s.Has(h) {

@@ -191,15 +191,22 @@ func TestSealEmptyFile(t *testing.T) {
 func TestSealKnownInfoMismatch(t *testing.T) {
 	s := newTestStore(t)
 	data := randomBlobData(1000, 3)
-	path := writeTemp(t, s, data)
-	if _, err := s.Seal(path, blobInfo(data[:999], MinLength)); err == nil {
-		t.Fatal("Seal with a known info of the wrong length succeeded")
+	want := blobInfo(data, Length(1000))
+	for _, known := range []*bt.Info{
+		blobInfo(data[:999], Length(999)),   // wrong length
+		blobInfo(data, 16<<10),              // not the piece-length rule
+		bt.NewInfo(1000, Length(1000), nil), // no piece hashes
+	} {
+		info, err := s.Seal(writeTemp(t, s, data), known)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Hash() != want.Hash() {
+			t.Fatalf("Seal with a wrong known info gave %s, want the file's %s", info.Hash(), want.Hash())
+		}
 	}
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("file at path after a failed Seal: %v", err)
-	}
-	if hs, _ := s.Complete(); len(hs) != 0 {
-		t.Fatalf("blobs after a failed Seal: %v", hs)
+	if hs, _ := s.Complete(); len(hs) != 1 || hs[0] != want.Hash() {
+		t.Fatalf("blobs %v, want just %s", hs, want.Hash())
 	}
 }
 

@@ -255,8 +255,16 @@ func TestModel(t *testing.T) {
 	s := metatest.Serve(t, dir, meta.Options{})
 	m := model{}
 	names := []string{"a", "b", "c", ".git", "d d"}
+	var keys []string // the model's paths, refreshed after each update
 	randPath := func() string {
-		n := 1 + rng.IntN(3)
+		if len(keys) > 0 && rng.IntN(3) > 0 {
+			p := keys[rng.IntN(len(keys))]
+			if rng.IntN(2) == 0 {
+				p += "/" + names[rng.IntN(len(names))]
+			}
+			return p
+		}
+		n := 1 + rng.IntN(2)
 		parts := make([]string, n)
 		for i := range parts {
 			parts[i] = names[rng.IntN(len(names))]
@@ -279,8 +287,9 @@ func TestModel(t *testing.T) {
 		e    *meta.Entry
 	}
 	const updates = 1500
+	okUpdates, maxLen := 0, 0
 	for i := range updates {
-		ops := make([]op, 1+rng.IntN(3))
+		ops := make([]op, 1+rng.IntN(3)/2)
 		for j := range ops {
 			o := op{kind: rng.IntN(10), a: randPath(), b: randPath(), e: randEntry()}
 			if rng.IntN(20) == 0 {
@@ -328,13 +337,21 @@ func TestModel(t *testing.T) {
 		}
 		if wantErr == nil {
 			m = mm
+			okUpdates++
+			keys = keys[:0]
+			for k := range m {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys) // deterministic for a seed
 		}
+		maxLen = max(maxLen, len(m))
 		snap := s.Snapshot()
 		compareModel(t, snap, m)
 		if t.Failed() {
 			t.Fatalf("seed %d step %d ops %+v", seed, i, ops)
 		}
 	}
+	t.Logf("%d of %d updates succeeded; up to %d entries, %d at the end", okUpdates, updates, maxLen, len(m))
 	s.Stop()
 	s2 := metatest.Serve(t, dir, meta.Options{})
 	if p := s2.Problems(); len(p) > 0 {

@@ -522,3 +522,87 @@ func FuzzDecodeHave(f *testing.F) {
 		}
 	})
 }
+
+// TestBlobRecovery covers the states a crash can leave a partial blob in.
+func TestBlobRecovery(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "root")
+	s, err := OpenStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randomBlobData(4*testPieceLen, 41)
+	info := blobInfo(data, testPieceLen)
+	h := info.Hash()
+	b, err := s.OpenBlob(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WriteAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	mustVerifyPiece(t, b, 1)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A damaged .have file: resume from nothing, never from garbage.
+	if err := os.WriteFile(s.havePath(h), []byte("not a bitfield"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err = s.OpenBlob(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if have := b.Have(); have.Count() != 0 {
+		t.Fatalf("resumed %d pieces from a damaged .have file", have.Count())
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Every piece marked but the .have file still there: the crash came
+	// while completing. OpenBlob finishes the job.
+	if err := os.WriteFile(s.havePath(h), encodeHave(info, h, []byte{0xf0}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if s.Has(h) {
+		t.Fatal("Has = true with a .have file present")
+	}
+	b, err = s.OpenBlob(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Complete() || !s.Has(h) {
+		t.Fatal("a fully marked blob was not completed on open")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readBlob(t, s, h), data) {
+		t.Fatal("completed blob differs")
+	}
+}
+
+// TestSealOverClosedPartial seals a file whose blob is a partial download
+// nobody has open.
+func TestSealOverClosedPartial(t *testing.T) {
+	s := newTestStore(t)
+	data := randomBlobData(3*MinLength+5, 42)
+	info := blobInfo(data, Length(int64(len(data))))
+	b, err := s.OpenBlob(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Seal(writeTemp(t, s, data), nil); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Has(info.Hash()) || !bytes.Equal(readBlob(t, s, info.Hash()), data) {
+		t.Fatal("sealed blob missing or different")
+	}
+	if _, err := os.Stat(s.havePath(info.Hash())); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf(".have after Seal: %v", err)
+	}
+}

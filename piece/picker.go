@@ -316,15 +316,16 @@ func (p *Picker) peer(id PeerID) *peer {
 
 func (q *peer) has(i int) bool { return q.haveAll || q.bits.has(i) }
 
-// AddPeer adds a peer that has nothing yet and does not choke us (a caller
-// that starts from BEP 3's choked state calls PeerChoked right after).
-// Adding a peer already present does nothing.
+// AddPeer adds a peer that has nothing yet and chokes us, as every
+// BitTorrent connection starts (BEP 3); PeerChoked(id, false) when it
+// unchokes us (at once for a cluster peer that never chokes). Adding a peer
+// already present does nothing.
 func (p *Picker) AddPeer(id PeerID) {
 	i, ok := slices.BinarySearchFunc(p.peers, id, func(q *peer, id PeerID) int { return cmp.Compare(q.id, id) })
 	if ok {
 		return
 	}
-	q := &peer{id: id, bits: newBitset(p.n), capacity: p.opts.Pipeline, cur: -1}
+	q := &peer{id: id, bits: newBitset(p.n), capacity: p.opts.Pipeline, cur: -1, choked: true}
 	p.peers = slices.Insert(p.peers, i, q)
 }
 
@@ -597,8 +598,8 @@ func (p *Picker) BlockReceived(id PeerID, b Block, now time.Time) (useful, piece
 }
 
 // PieceVerified records that piece i passed its hash check (or was found on
-// disk at start). It returns the reads this completes (they are forgotten);
-// the slice is valid until the next call.
+// disk at start). It returns the reads this completes (they are forgotten).
+// Requests still out for the piece's blocks are cancelled by the next Step.
 func (p *Picker) PieceVerified(i int) []ReadID {
 	if i < 0 || i >= p.n || p.have.has(i) {
 		return nil

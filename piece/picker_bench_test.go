@@ -20,6 +20,7 @@ func benchSwarm(b *testing.B, wantAll bool) (*Picker, time.Time) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for id := range PeerID(peers) {
 		p.AddPeer(id)
+		p.PeerChoked(id, false)
 		if id < 10 {
 			p.PeerHaveAll(id)
 			continue

@@ -196,6 +196,7 @@ func TestPickerRandom(t *testing.T) {
 				nextPeer++
 				ids = append(ids, id)
 				p.AddPeer(id)
+				p.PeerChoked(id, false)
 				m.capacity[id] = p.opts.Pipeline
 				ev = "add peer"
 			case k == 1:
@@ -296,6 +297,7 @@ func TestPickerRandom(t *testing.T) {
 		// others stay silent. The blob completes.
 		seedID := nextPeer
 		p.AddPeer(seedID)
+		p.PeerChoked(seedID, false)
 		p.PeerHaveAll(seedID)
 		m.capacity[seedID] = p.opts.Pipeline
 		p.SetWantAll(true)
@@ -330,6 +332,7 @@ func TestPickerStreamingProgress(t *testing.T) {
 		}
 		m := &model{p: p, out: map[PeerID][]Block{}, choked: map[PeerID]bool{}, capacity: map[PeerID]int{1: p.opts.Pipeline}, now: transcriptEpoch}
 		p.AddPeer(1)
+		p.PeerChoked(1, false)
 		p.PeerHaveAll(1)
 		p.OpenReader(1)
 		wanted := map[int]bool{0: true, g.NumPieces() - 1: true}

@@ -22,7 +22,7 @@ import (
 // piece.block with blocks counted in 16 KiB):
 //
 //	new length=1M piece=256K [seed=N] [pipeline=N] [wantall] [ramin=S] [ramax=S] [latemin=T] [copies=N]
-//	peer ID [all|none|bits=0110...] [pipe=N] [choked]
+//	peer ID [all|none|bits=0110...] [pipe=N] [choked]   (unchoked unless choked)
 //	have ID PIECE...            haveall ID      havenone ID      remove ID
 //	choke ID                    unchoke ID      pipeline ID N    wantall on|off
 //	read RID off=S n=S deadline=T     cancelread RID
@@ -190,6 +190,9 @@ func (tr *transcript) run(line string) (string, error) {
 	case "peer":
 		id := PeerID(num(0))
 		p.AddPeer(id)
+		if !slices.Contains(pos, "choked") {
+			p.PeerChoked(id, false)
+		}
 		for _, w := range pos[1:] {
 			switch w {
 			case "all":
@@ -197,7 +200,6 @@ func (tr *transcript) run(line string) (string, error) {
 			case "none":
 				p.PeerHaveNone(id)
 			case "choked":
-				p.PeerChoked(id, true)
 			default:
 				return "", fmt.Errorf("unknown word %q", w)
 			}

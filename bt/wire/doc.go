@@ -25,6 +25,18 @@
 // whole batch as one vectored write (writev through [net.Buffers] on a
 // TCP connection).
 //
+// # Extensions
+//
+// [ParseExtHandshake] and [ExtHandshake.Bencode] handle the BEP 10
+// handshake; [ParseMetadataMsg] and [MetadataMsg.AppendBinary] the BEP 9
+// messages. [MetadataServer] answers requests from the info dictionary a
+// node holds; [MetadataFetcher] is the pure state machine that assembles
+// it from peers, verifies it against the wanted info-hash and blames a
+// peer proven to lie. [AllowedFastSet] computes the BEP 6 allowed fast set.
+// Bencode from peers is checked by a small strict scanner (canonical form,
+// depth, lengths inside the input) before github.com/zeebo/bencode decodes
+// it, because zeebo/bencode bounds neither recursion nor allocation.
+//
 // # Errors and limits
 //
 // Everything a peer sends is untrusted. A length prefix over the limits, a

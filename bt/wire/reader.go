@@ -55,6 +55,9 @@ func (r *Reader) Next(m *Message) error {
 		}
 		r.pending = 0
 	}
+	if cap(r.big) > readBufSize {
+		r.big = nil // a rare large bitfield or extended message: do not keep it
+	}
 	*m = Message{}
 	head, err := r.br.Peek(4)
 	if err != nil {

@@ -135,18 +135,18 @@ type loser struct {
 	path string
 	leaf Leaf
 	head *Head
+	ev   int // index in merger.events of the Conflict or FileDir event
 }
 
 type merger struct {
 	base Tree
 	a, b *Head
 
-	out     Tree   // merged entries in order; removed ones are marked in gone
-	gone    []bool // out[i] moves away (a file in a file/dir clash); nil when none
-	adds    Tree   // entries to insert: restored markers, conflict copies
-	losers  []loser
-	events  []Event
-	opCount int
+	out    Tree   // merged entries in order; removed ones are marked in gone
+	gone   []bool // out[i] moves away (a file in a file/dir clash); nil when none
+	adds   Tree   // entries to insert: restored markers, conflict copies
+	losers []loser
+	events []Event
 }
 
 // walk is the linear three-way walk over the sorted trees. It decides each
@@ -155,8 +155,6 @@ func (m *merger) walk() error {
 	base, a, b := m.base, m.a.Tree, m.b.Tree
 	m.out = make(Tree, 0, max(len(a), len(b))+8)
 	var i, j, k int
-	var prev string
-	first := true
 	for i < len(base) || j < len(a) || k < len(b) {
 		// The smallest path among the three heads.
 		var p string
@@ -193,12 +191,6 @@ func (m *merger) walk() error {
 			lt, ht = b[k].Leaf, true
 			k++
 		}
-		if !first && Compare(prev, p) >= 0 {
-			// Only reachable when an input repeats a path or is unsorted
-			// in a way the per-tree check cannot see (it checks pairs).
-			return fmt.Errorf("%w: path %q: not sorted or repeated", ErrInvalid, p)
-		}
-		prev, first = p, false
 		m.decide(p, lb, hb, la, ha, lt, ht)
 	}
 	return nil
@@ -263,13 +255,18 @@ func (m *merger) decide(p string, lb Leaf, hb bool, la Leaf, ha bool, lt Leaf, h
 			dir, file, dh, fh = lt, la, m.b, m.a
 		}
 		m.out = append(m.out, Entry{p, dir})
-		m.losers = append(m.losers, loser{p, file, fh})
-		m.events = append(m.events, Event{Kind: FileDir, Path: p, Winner: dh.Node, Loser: fh.Node})
+		m.lose(FileDir, p, file, fh, dh.Node)
 	default:
 		m.out = append(m.out, Entry{p, win})
-		m.losers = append(m.losers, loser{p, lose, lh})
-		m.events = append(m.events, Event{Kind: Conflict, Path: p, Winner: wh.Node, Loser: lh.Node})
+		m.lose(Conflict, p, lose, lh, wh.Node)
 	}
+}
+
+// lose records that version l of p, from head h, moves to a conflict name,
+// and the event that says so.
+func (m *merger) lose(k EventKind, p string, l Leaf, h *Head, winner string) {
+	m.losers = append(m.losers, loser{p, l, h, len(m.events)})
+	m.events = append(m.events, Event{Kind: k, Path: p, Winner: winner, Loser: h.Node})
 }
 
 // fixStructure makes the merged entries a tree again where the per-path
@@ -294,7 +291,7 @@ func (m *merger) fixStructure() {
 					start = len(top) + 1
 				}
 			} else {
-				m.restore("", "")
+				m.restore("", false)
 				stack = append(stack, "")
 			}
 			for {
@@ -303,7 +300,7 @@ func (m *merger) fixStructure() {
 					break
 				}
 				d := p[:start+n]
-				m.restore(d, "")
+				m.restore(d, false)
 				stack = append(stack, d)
 				start += n + 1
 			}
@@ -319,35 +316,36 @@ func (m *merger) fixStructure() {
 				m.gone = make([]bool, len(out))
 			}
 			m.gone[idx] = true
-			h := m.origin(p, l)
-			m.losers = append(m.losers, loser{p, l, h})
-			m.restore(p, h.Node)
+			h, other := m.origin(p, l)
+			m.lose(FileDir, p, l, h, other)
+			m.restore(p, true)
 			stack = append(stack, p)
 		}
 	}
 }
 
-// origin returns the head the merged leaf l at p came from.
-func (m *merger) origin(p string, l Leaf) *Head {
+// origin returns the head the merged leaf l at p came from, and the other
+// head's node (empty when both hold l).
+func (m *merger) origin(p string, l Leaf) (*Head, string) {
 	la, ha := m.a.Tree.Get(p)
 	lt, ht := m.b.Tree.Get(p)
 	inA, inB := ha && la == l, ht && lt == l
 	switch {
 	case inA && !inB:
-		return m.a
+		return m.a, m.b.Node
 	case inB && !inA:
-		return m.b
-	case m.a.ident(m.b) <= 0:
-		return m.a
+		return m.b, m.a.Node
+	case m.a.ident(m.b) <= 0: // both (or neither, with invalid input)
+		return m.a, ""
 	}
-	return m.b
+	return m.b, ""
 }
 
 // restore puts back the marker of directory d, which the merge keeps but
 // whose marker it dropped, from whichever input has one (a side rather
-// than the base). fileNode is the node whose file stood at d (a file/dir
-// clash, already reported) or "" when d was deleted as a directory.
-func (m *merger) restore(d, fileNode string) {
+// than the base). clash says a file stood at d (a file/dir clash, already
+// reported); otherwise d was deleted as a directory and DirKept is reported.
+func (m *merger) restore(d string, clash bool) {
 	la, ha := m.a.Tree.Get(d)
 	lt, ht := m.b.Tree.Get(d)
 	ha, ht = ha && la.Kind == Dir, ht && lt.Kind == Dir
@@ -371,7 +369,7 @@ func (m *merger) restore(d, fileNode string) {
 		l = lb
 	}
 	m.adds = append(m.adds, Entry{d, l})
-	if fileNode == "" {
+	if !clash {
 		m.events = append(m.events, Event{Kind: DirKept, Path: d, Winner: winner, Loser: loserNode})
 	}
 }
@@ -395,27 +393,7 @@ func (m *merger) finish() {
 		}
 		taken[name] = true
 		m.adds = append(m.adds, Entry{name, l.leaf})
-		for i := range m.events {
-			e := &m.events[i]
-			if e.Path == l.path && e.Copy == "" && (e.Kind == Conflict || e.Kind == FileDir) {
-				e.Copy = name
-				break
-			}
-		}
-		if l.head == nil {
-			panic("merge: loser without head")
-		}
-	}
-	// A file/dir clash found by fixStructure has no event yet.
-	for _, l := range m.losers {
-		found := false
-		for _, e := range m.events {
-			if e.Path == l.path && (e.Kind == Conflict || e.Kind == FileDir) {
-				found = true
-				break
-			}
-		}
-		_ = found
+		m.events[l.ev].Copy = name
 	}
 	slices.SortFunc(m.adds, func(x, y Entry) int { return Compare(x.Path, y.Path) })
 	final := make(Tree, 0, len(m.out)+len(m.adds))

@@ -139,11 +139,6 @@ func (f *FS) release(fl *file) {
 			delete(f.files, fl.path)
 			f.nopen.Store(int32(len(f.files)))
 		}
-		for name, h := range f.hidden {
-			if h == fl {
-				delete(f.hidden, name)
-			}
-		}
 	}
 	f.mu.Unlock()
 	if !last {

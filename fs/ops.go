@@ -90,6 +90,11 @@ func (f *FS) Getattr(path string, st *fuse.Stat_t, fh uint64) int {
 	}
 	e, ok := f.lookup(p)
 	if !ok {
+		if fl := f.hiddenFile(p); fl != nil {
+			fillStat(st, fl.src.Load().entry)
+			overlay(st, fl)
+			return 0
+		}
 		return -fuse.ENOENT
 	}
 	fillStat(st, e)
@@ -97,6 +102,16 @@ func (f *FS) Getattr(path string, st *fuse.Stat_t, fh uint64) int {
 		overlay(st, f.openFile(p))
 	}
 	return 0
+}
+
+// hiddenFile returns the open file libfuse hid at p, if any.
+func (f *FS) hiddenFile(p string) *file {
+	if !isHidden(p) {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hidden[p]
 }
 
 // Access checks existence only: with default_permissions the kernel checks
@@ -485,6 +500,15 @@ func (f *FS) Create(path string, flags int, mode uint32) (int, uint64) {
 func (f *FS) Open(path string, flags int) (int, uint64) {
 	p := rel(path)
 	e, ok := f.lookup(p)
+	if !ok {
+		if fl := f.hiddenFile(p); fl != nil {
+			// Reopened by its hidden name (/proc/PID/fd/N).
+			f.mu.Lock()
+			fl.refs++
+			f.mu.Unlock()
+			return 0, f.newHandle(&handle{file: fl, write: flags&fuse.O_ACCMODE != fuse.O_RDONLY})
+		}
+	}
 	switch {
 	case !ok:
 		return -fuse.ENOENT, noFH

@@ -44,6 +44,7 @@ type Point struct {
 	host *fuse.FileSystemHost
 	done chan struct{} // closed when host.Mount returned
 	ok   bool          // host.Mount's result; read after done is closed
+	dev  uint64        // device number of the mounted file system
 
 	timeout time.Duration
 	once    sync.Once
@@ -106,7 +107,7 @@ func Mount(dir string, fsys fuse.FileSystemInterface, o Options) (*Point, error)
 		defer close(m.done)
 		m.ok = host.Mount(abs, args)
 	}()
-	if err := waitMounted(abs, before, m.done, o.Timeout); err != nil {
+	if m.dev, err = waitMounted(abs, before, m.done, o.Timeout); err != nil {
 		m.Unmount()
 		return nil, fmt.Errorf("mount %s: %w", dir, err)
 	}
@@ -130,7 +131,7 @@ func (m *Point) Unmount() error {
 		}
 		// The loop did not end: a process holds files open on the detached
 		// mount, or the file system is stuck. Cut the connection.
-		if err := abort(m.dir); err != nil {
+		if err := abort(m); err != nil {
 			m.err = fmt.Errorf("unmount %s: loop still running: %w", m.dir, err)
 			return
 		}

@@ -17,22 +17,22 @@ import (
 // waitMounted waits until dir is the root of a new file system (its device
 // differs from before's). stat(2) of a FUSE mount blocks until the kernel
 // has its INIT reply, so once the device changes the mount is usable.
-func waitMounted(dir string, before os.FileInfo, done <-chan struct{}, timeout time.Duration) error {
+func waitMounted(dir string, before os.FileInfo, done <-chan struct{}, timeout time.Duration) (uint64, error) {
 	dev := before.Sys().(*syscall.Stat_t).Dev
 	deadline := time.Now().Add(timeout)
 	wait := 100 * time.Microsecond
 	for {
 		var st unix.Stat_t
 		if err := unix.Stat(dir, &st); err == nil && st.Dev != dev {
-			return nil
+			return st.Dev, nil
 		}
 		select {
 		case <-done:
-			return errors.New("libfuse could not mount (see its message on stderr)")
+			return 0, errors.New("libfuse could not mount (see its message on stderr)")
 		case <-time.After(wait):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not mounted after %v", timeout)
+			return 0, fmt.Errorf("not mounted after %v", timeout)
 		}
 		wait = min(2*wait, 20*time.Millisecond)
 	}
@@ -143,29 +143,16 @@ func unescapeMountinfo(s string) string {
 
 func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
-// abort cuts the FUSE connection of the file system mounted (or detached)
-// at dir through the fusectl file system, mounting it if needed.
-func abort(dir string) error {
+// abort cuts the FUSE connection of the mount (attached or detached)
+// through the fusectl file system, mounting that if needed. Requests in
+// flight and later ones fail with ENOTCONN; libfuse's loop then ends.
+func abort(m *Point) error {
 	const ctl = "/sys/fs/fuse/connections"
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err == nil {
-		// still attached: the connection is named by the device minor
-		return writeAbort(ctl, st.Dev)
-	}
-	// Detached already: abort every connection nobody waits on is too broad;
-	// report instead.
-	return errors.New("detached mount still has open files")
-}
-
-func writeAbort(ctl string, dev uint64) error {
-	if _, err := os.Stat(filepath.Join(ctl, "")); err != nil {
-		return err
-	}
-	if entries, _ := os.ReadDir(ctl); len(entries) == 0 {
+	p := filepath.Join(ctl, fmt.Sprint(unix.Minor(m.dev)), "abort")
+	if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 		if err := unix.Mount("fusectl", ctl, "fusectl", 0, ""); err != nil {
 			return fmt.Errorf("mount fusectl: %w", err)
 		}
 	}
-	p := filepath.Join(ctl, fmt.Sprint(unix.Minor(dev)), "abort")
 	return os.WriteFile(p, []byte("1"), 0)
 }

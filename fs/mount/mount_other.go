@@ -11,19 +11,19 @@ import (
 
 // waitMounted waits for the host to be running. Without a device number to
 // compare it waits until the directory answers stat.
-func waitMounted(dir string, before os.FileInfo, done <-chan struct{}, timeout time.Duration) error {
+func waitMounted(dir string, before os.FileInfo, done <-chan struct{}, timeout time.Duration) (uint64, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		if fi, err := os.Stat(dir); err == nil && !os.SameFile(fi, before) {
-			return nil
+			return 0, nil
 		}
 		select {
 		case <-done:
-			return errors.New("could not mount")
+			return 0, errors.New("could not mount")
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not mounted after %v", timeout)
+			return 0, fmt.Errorf("not mounted after %v", timeout)
 		}
 	}
 }
@@ -42,4 +42,4 @@ func unmount(m *Point) error {
 	return nil
 }
 
-func abort(dir string) error { return errors.New("abort: not supported on this platform") }
+func abort(m *Point) error { return errors.New("abort: not supported on this platform") }

@@ -122,6 +122,7 @@ func (o *Options) defaults() {
 	if o.MaxCopies <= 1 {
 		o.MaxCopies = 2
 	}
+	o.MaxCopies = min(o.MaxCopies, maxReqs)
 }
 
 // PeerID is the caller's name for one peer connection. Keep it unique for
@@ -130,6 +131,10 @@ func (o *Options) defaults() {
 type PeerID uint32
 
 const noPeer = PeerID(1<<32 - 1)
+
+// maxReqs bounds the requests in flight for one block (Picker.reqs is a
+// uint8).
+const maxReqs = 255
 
 // ReadID names one pending read (AddRead).
 type ReadID uint64

@@ -49,7 +49,7 @@ func (p *Picker) Step(now time.Time) []Action {
 				break
 			}
 			f.late = true
-			if f.covered {
+			if f.covered || p.reqs[f.blk] == maxReqs {
 				continue
 			}
 			o := p.choose(int(f.blk)/p.bpp, f.blk, true)

@@ -80,6 +80,11 @@ func runTranscript(t *testing.T, path string) {
 		if err != nil {
 			got = "error: " + err.Error()
 		}
+		if tr.p != nil {
+			if err := checkPicker(tr.p); err != nil {
+				t.Fatalf("%s:%d: %s: inconsistent picker: %v", path, cmdLine, line, err)
+			}
+		}
 		got = strings.TrimRight(got, "\n")
 		if got == "" {
 			got = "ok"

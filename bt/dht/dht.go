@@ -91,6 +91,7 @@ type Server struct {
 	srv     *anacdht.Server  // the running anacrolix server; nil when not serving
 	srvCtx  context.Context  // Serve's context while srv is set
 	up      chan struct{}    // closed when srv is set (or on Close)
+	kick    chan struct{}    // 1-buffered: Serve has a node to maintain its table with
 	closed  bool             // Close was called
 	nodes   []netip.AddrPort // starting points: Bootstrap then AddNode, no duplicates, not s.addr
 	ops     sync.WaitGroup   // lookups and pings running on srv; Add only while srv != nil
@@ -123,6 +124,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:    cfg,
 		id:     cfg.NodeID,
 		up:     make(chan struct{}),
+		kick:   make(chan struct{}, 1),
 		public: func() ([]anacdht.Addr, error) { return anacdht.GlobalBootstrapAddrs("udp") },
 	}
 	s.peers = newPeerStore(cfg.PeerTTL, cfg.MaxPeersPerHash, cfg.MaxHashes, time.Now)
@@ -182,14 +184,34 @@ func (s *Server) Serve(ctx context.Context) error {
 	for _, n := range nodes {
 		s.pingAsync(n)
 	}
+	// anacrolix's table maintainer (bootstrap every 30 min, ping questionable
+	// nodes, refresh buckets) starts once there is a node to talk to: its
+	// bootstrap leaks a goroutine whenever it finds no starting node.
 	var maint sync.WaitGroup
-	maint.Add(1)
-	go func() { // returns once srv is closed, at the end of its current round
-		defer maint.Done()
-		srv.TableMaintainer()
-	}()
-
-	<-ctx.Done()
+	maintaining := false
+	startMaintainer := func() {
+		if maintaining {
+			return
+		}
+		maintaining = true
+		maint.Add(1)
+		go func() { // returns once srv is closed, at the end of its current round
+			defer maint.Done()
+			srv.TableMaintainer()
+		}()
+	}
+	if len(nodes) > 0 || s.cfg.PublicBootstrap {
+		startMaintainer()
+	}
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-s.kick: // a node was added, or another node queried us
+			startMaintainer()
+		}
+	}
 	s.mu.Lock()
 	s.srv, s.srvCtx = nil, nil
 	if !s.closed {
@@ -197,6 +219,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	srv.Close()
+	conn.Close() // anacrolix closes it in a goroutine; a restart must find the port free
 	s.ops.Wait()
 	maint.Wait()
 	// Queries anacrolix runs with no context of ours (bootstrap, bucket
@@ -272,6 +295,10 @@ func (s *Server) serverConfig(conn net.PacketConn) *anacdht.ServerConfig {
 		// Without this anacrolix falls back on the public routers.
 		StartingNodes: s.startingNodes,
 		PeerStore:     s.peers,
+		OnQuery: func(*krpc.Msg, net.Addr) bool {
+			s.wake() // the querier is in our table now
+			return true
+		},
 		OnAnnouncePeer: func(_ metainfo.Hash, _ net.IP, _ int, portOk bool) {
 			if portOk {
 				s.received.Add(1)
@@ -313,7 +340,16 @@ func (s *Server) AddNode(addr netip.AddrPort) {
 	added := s.addNodeLocked(addr)
 	s.mu.Unlock()
 	if added {
+		s.wake()
 		s.pingAsync(addr)
+	}
+}
+
+// wake tells Serve that there is a node to talk to (coalesced).
+func (s *Server) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
 }
 

@@ -342,9 +342,12 @@ func (m *merger) origin(p string, l Leaf) (*Head, string) {
 }
 
 // restore puts back the marker of directory d, which the merge keeps but
-// whose marker it dropped, from whichever input has one (a side rather
-// than the base). clash says a file stood at d (a file/dir clash, already
-// reported); otherwise d was deleted as a directory and DirKept is reported.
+// whose marker it dropped, from the side that still has it. It does not
+// when the other side has entries below d without a marker: that side
+// removed the marker on purpose and kept the directory, a change that wins
+// like any other. clash says a file stood at d (a file/dir clash, already
+// reported); otherwise d was deleted as a directory and DirKept is
+// reported.
 func (m *merger) restore(d string, clash bool) {
 	la, ha := m.a.Tree.Get(d)
 	lt, ht := m.b.Tree.Get(d)
@@ -352,21 +355,23 @@ func (m *merger) restore(d string, clash bool) {
 	var l Leaf
 	var winner, loserNode string
 	switch {
-	case ha && ht:
+	case ha && ht: // not reached: the walk keeps one of two markers
 		l = la
 		if compareLeaves(la, lt) < 0 {
 			l = lt
 		}
 	case ha:
+		if m.b.Tree.hasBelow(d) {
+			return
+		}
 		l, winner, loserNode = la, m.a.Node, m.b.Node
 	case ht:
+		if m.a.Tree.hasBelow(d) {
+			return
+		}
 		l, winner, loserNode = lt, m.b.Node, m.a.Node
 	default:
-		lb, hb := m.base.Get(d)
-		if !hb || lb.Kind != Dir {
-			return // an implicit directory: nothing to restore
-		}
-		l = lb
+		return // no side has a marker: an implicit directory
 	}
 	m.adds = append(m.adds, Entry{d, l})
 	if !clash {

@@ -152,6 +152,15 @@ func (t Tree) occupied(p string) bool {
 	return i < len(t) && (t[i].Path == p || under(t[i].Path, p))
 }
 
+// hasBelow reports whether t has a leaf strictly below directory d.
+func (t Tree) hasBelow(d string) bool {
+	i := t.search(d)
+	if i < len(t) && t[i].Path == d {
+		i++
+	}
+	return i < len(t) && under(t[i].Path, d)
+}
+
 // under reports whether p lies strictly below directory d.
 func under(p, d string) bool {
 	if d == "" {

@@ -74,6 +74,11 @@ type Repo struct {
 	// w is owned by the Serve loop (and by Open before it returns).
 	w *objWriter
 
+	stats struct {
+		commits, updates, objects atomic.Uint64
+		syncNanos                 atomic.Int64
+	}
+
 	// mu guards problems and watchers.
 	mu       sync.Mutex
 	problems []Problem
@@ -333,6 +338,24 @@ func (r *Repo) Head() plumbing.Hash { return r.snap.Load().head }
 // and reading history. Writers must go through Update.
 func (r *Repo) Storer() *filesystem.Storage { return r.store }
 
+// Stats are counters of a Repo's work since Open.
+type Stats struct {
+	Commits  uint64        // commits written
+	Updates  uint64        // successful updates (several per grouped commit)
+	Objects  uint64        // git objects written
+	SyncTime time.Duration // time spent in durability barriers
+}
+
+// Stats returns the counters of the Repo's work since Open.
+func (r *Repo) Stats() Stats {
+	return Stats{
+		Commits:  r.stats.commits.Load(),
+		Updates:  r.stats.updates.Load(),
+		Objects:  r.stats.objects.Load(),
+		SyncTime: time.Duration(r.stats.syncNanos.Load()),
+	}
+}
+
 // Watch returns a channel that receives a value after each commit. Sends
 // are coalesced: the channel holds at most one pending notification, and a
 // slow reader sees one value for many commits. The channel is never closed.
@@ -472,6 +495,8 @@ func (r *Repo) runBatch(batch []*request) error {
 		err = r.commit(base, root, count, objs, msgs)
 		if err != nil {
 			r.log.Error("meta: commit failed", "err", err)
+		} else {
+			r.stats.updates.Add(uint64(len(msgs)))
 		}
 	}
 	for _, q := range applied {
@@ -514,6 +539,8 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 		return fmt.Errorf("meta: commit: write ref: %w", err)
 	}
 	w.written = append(w.written, tmp)
+	r.stats.objects.Add(uint64(w.n))
+	syncStart := time.Now()
 	if err := w.syncObjects(r.dirF); err != nil {
 		return fmt.Errorf("meta: commit: %w", err)
 	}
@@ -533,6 +560,8 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 	if err := syncDir(filepath.Dir(ref)); err != nil {
 		return fmt.Errorf("meta: commit: %w", err)
 	}
+	r.stats.syncNanos.Add(int64(time.Since(syncStart)))
+	r.stats.commits.Add(1)
 	r.snap.Store(&Snapshot{root: root, count: count, head: head})
 	r.notify()
 	return nil

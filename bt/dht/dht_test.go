@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,7 +101,7 @@ func startNodes(t *testing.T, ctx context.Context, knows [][]int) []*testNode {
 	nodes := make([]*testNode, len(knows))
 	for i := range knows {
 		c := listenRecording(t)
-		s, err := New(Config{Conn: c, QueryTimeout: 500 * time.Millisecond, LookupTimeout: 5 * time.Second})
+		s, err := New(Config{Conn: c, LookupTimeout: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,19 +167,27 @@ func TestFindAnnouncedPeer(t *testing.T) {
 		t.Fatalf("A stats after announce: %+v, want 1 announce with acks", st)
 	}
 
-	for i, n := range nodes {
-		t.Logf("node %d %v: %+v", i, n.Addr(), n.Stats())
-	}
 	want := netip.AddrPortFrom(nodes[A].Addr().Addr(), port)
 	var got []netip.AddrPort
 	start := time.Now()
-	waitFor(t, 10*time.Second, "E to find A through get_peers", func() bool {
+	for deadline := time.Now().Add(20 * time.Second); !slices.Contains(got, want); {
+		if time.Now().After(deadline) {
+			for i, n := range nodes {
+				var b strings.Builder
+				n.mu.Lock()
+				if n.srv != nil {
+					n.srv.WriteStatus(&b)
+				}
+				n.mu.Unlock()
+				t.Logf("node %d: %+v\n%s", i, n.Stats(), b.String())
+			}
+			t.Fatalf("E did not find A (%v) through get_peers in 20s; got %v", want, got)
+		}
 		err := nodes[E].GetPeers(ctx, hash, func(p netip.AddrPort) { got = append(got, p) })
 		if err != nil && !errors.Is(err, ErrNoResponse) {
 			t.Fatalf("E get_peers: %v", err)
 		}
-		return slices.Contains(got, want)
-	})
+	}
 	t.Logf("E found %v in %v (peers %v)", want, time.Since(start).Round(time.Millisecond), got)
 
 	var received int64

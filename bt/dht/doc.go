@@ -32,11 +32,23 @@
 // discovery; the package sets its own send limiter and logger so no global
 // state of anacrolix is shared between servers.
 //
+// Like any mainline DHT node it also answers queries from anyone who reaches
+// its port, adds those querying nodes to its routing table, and queries the
+// nodes other nodes report; on a LAN-only volume bind Addr to a private
+// address or firewall the port.
+//
 // # Peers of an info-hash
 //
 // Peers announced to this node are kept by a small in-memory store keyed by
 // IP and port (so several DelugeFS nodes on one host each stay listed), for
 // PeerTTL, at most MaxPeersPerHash per hash and MaxHashes hashes.
+//
+// # Stopping
+//
+// anacrolix runs some queries with no context of ours (bootstrap, bucket
+// refresh, table pings); once the socket is closed they end within
+// Config.QueryTimeout, and Serve waits that long at most for them, so that
+// nothing of the Server is left running when Serve returns.
 //
 // # Concurrency
 //

@@ -14,10 +14,10 @@ import (
 // so several DelugeFS nodes on one host all stay listed. It is bounded: per
 // hash the oldest peer makes room, and a new hash is refused when full.
 type peerStore struct {
-	ttl      time.Duration
-	perHash  int
-	maxHashs int
-	now      func() time.Time
+	ttl       time.Duration
+	perHash   int
+	maxHashes int
+	now       func() time.Time
 
 	mu     sync.Mutex // guards byHash
 	byHash map[peer_store.InfoHash]map[netip.AddrPort]time.Time
@@ -26,7 +26,7 @@ type peerStore struct {
 var _ peer_store.Interface = (*peerStore)(nil)
 
 func newPeerStore(ttl time.Duration, perHash, maxHashes int, now func() time.Time) *peerStore {
-	return &peerStore{ttl: ttl, perHash: perHash, maxHashs: maxHashes, now: now,
+	return &peerStore{ttl: ttl, perHash: perHash, maxHashes: maxHashes, now: now,
 		byHash: make(map[peer_store.InfoHash]map[netip.AddrPort]time.Time)}
 }
 
@@ -42,9 +42,9 @@ func (p *peerStore) AddPeer(ih peer_store.InfoHash, na krpc.NodeAddr) {
 	defer p.mu.Unlock()
 	peers := p.byHash[ih]
 	if peers == nil {
-		if len(p.byHash) >= p.maxHashs {
+		if len(p.byHash) >= p.maxHashes {
 			p.expireLocked(now)
-			if len(p.byHash) >= p.maxHashs {
+			if len(p.byHash) >= p.maxHashes {
 				return
 			}
 		}

@@ -46,6 +46,10 @@ type file struct {
 	// sealed is the info of contents sealed into the store whose commit
 	// failed; the next flush retries the commit. Only while changed.
 	sealed *bt.Info
+	// werr is the first error of a write or truncate since the last commit:
+	// the changes are incomplete, so the next flush returns it and drops
+	// them instead of committing half a file.
+	werr error
 	// mode, uid and gid for a commit that finds no entry at the path.
 	mode, uid, gid uint32
 }
@@ -150,6 +154,25 @@ func (f *FS) release(fl *file) {
 	fl.changed.Store(false)
 	fl.sealed = nil
 	fl.setSource(&source{entry: fl.src.Load().entry})
+}
+
+// rollback forgets every uncommitted change: reads see the committed
+// version again. fl.mu held.
+func (f *FS) rollback(fl *file) {
+	fl.dropTmp()
+	fl.werr = nil
+	fl.changed.Store(false)
+	if fl.sealed != nil {
+		fl.sealed = nil
+		f.mu.Lock()
+		p := fl.path
+		f.mu.Unlock()
+		e, ok := f.lookup(p)
+		if p == "" || !ok || e.Kind != meta.KindFile {
+			e = &meta.Entry{Kind: meta.KindFile}
+		}
+		fl.setSource(f.openSource(e))
+	}
 }
 
 // dropTmp closes and removes the temp file. fl.mu held.
@@ -265,6 +288,15 @@ func (f *FS) copyIn(tmp *os.File, s *source) error {
 	return nil
 }
 
+// markFailed records a failed change: the next seal returns err and drops
+// the changes. fl.mu held.
+func (fl *file) markFailed(err error) {
+	if fl.werr == nil {
+		fl.werr = err
+	}
+	fl.changed.Store(true)
+}
+
 // markChanged records a change at time t. fl.mu held.
 func (fl *file) markChanged() {
 	fl.mtime.Store(now())
@@ -276,9 +308,13 @@ func (f *FS) write(fl *file, p []byte, off int64) (int, error) {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
 	if err := f.beginWrite(fl, true); err != nil {
+		fl.markFailed(err)
 		return 0, err
 	}
 	n, err := fl.tmp.WriteAt(p, off)
+	if err != nil && fl.werr == nil {
+		fl.werr = err
+	}
 	if hs := fl.hasher; hs != nil {
 		if off == hs.Len() && n == len(p) {
 			hs.Write(p)
@@ -306,9 +342,11 @@ func (f *FS) truncateLocked(fl *file, size int64) error {
 		return nil // nothing changes (e.g. O_TRUNC of an empty file)
 	}
 	if err := f.beginWrite(fl, size > 0); err != nil {
+		fl.markFailed(err)
 		return err
 	}
 	if err := fl.tmp.Truncate(size); err != nil {
+		fl.markFailed(err)
 		return err
 	}
 	switch {
@@ -329,6 +367,11 @@ func (f *FS) truncateLocked(fl *file, size int64) error {
 func (f *FS) sealLocked(fl *file) error {
 	if !fl.changed.Load() {
 		return nil
+	}
+	if err := fl.werr; err != nil {
+		// A write failed (a full disk): keep the committed version.
+		f.rollback(fl)
+		return err
 	}
 	if fl.tmp != nil {
 		var known *bt.Info

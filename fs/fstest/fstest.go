@@ -38,7 +38,13 @@ type Node struct {
 // directory under t.TempDir().
 func Start(t testing.TB, root string, opts fs.Options) *Node {
 	t.Helper()
-	n, err := Open(root, t.TempDir(), opts)
+	return StartMount(t, root, t.TempDir(), opts, fs.MountOptions{})
+}
+
+// StartMount is Start with a chosen mount point and mount options.
+func StartMount(t testing.TB, root, dir string, opts fs.Options, mo fs.MountOptions) *Node {
+	t.Helper()
+	n, err := Open(root, dir, opts, mo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +57,7 @@ func Start(t testing.TB, root string, opts fs.Options) *Node {
 }
 
 // Open opens the node at root and mounts it at dir. Stop undoes it.
-func Open(root, dir string, opts fs.Options) (*Node, error) {
+func Open(root, dir string, opts fs.Options, mo fs.MountOptions) (*Node, error) {
 	store, err := piece.OpenStore(root)
 	if err != nil {
 		return nil, err
@@ -70,7 +76,7 @@ func Open(root, dir string, opts fs.Options) (*Node, error) {
 		}
 	}()
 	n.FS = fs.New(repo, store, opts)
-	n.Point, err = fs.Mount(dir, n.FS, fs.MountOptions{})
+	n.Point, err = fs.Mount(dir, n.FS, mo)
 	if err != nil {
 		cancel()
 		<-n.done

@@ -66,18 +66,26 @@ import (
 type Picker struct {
 	geo     Geometry
 	opts    Options
-	n       int     // pieces
-	bpp     int     // blocks per full piece
-	nblocks int     // blocks in the blob
-	rank    []int32 // random tie-break rank per piece, from the seed
+	n       int // pieces
+	bpp     int // blocks per full piece
+	nblocks int // blocks in the blob
 
-	have    bitset       // verified pieces
-	nhave   int          // count of have
-	pieces  []pieceState // per piece
-	reqs    []uint8      // per block: outstanding requests
-	from    []PeerID     // per block: the peer that delivered it, or noPeer
-	unreq   int          // blocks of missing pieces neither received nor requested
-	avail   []int32      // per piece: partial peers that have it (have-all peers not counted)
+	have   bitset       // verified pieces
+	nhave  int          // count of have
+	pieces []pieceState // per piece
+	reqs   []uint8      // per block: outstanding requests
+	from   []PeerID     // per block: the peer that delivered it, or noPeer
+	unreq  int          // blocks of missing pieces neither received nor requested
+	avail  []int32      // per piece: partial peers that have it (have-all peers not counted)
+
+	// The rarest-first order (picker_order.go).
+	order   []int32    // pieces, we lack first, by availability
+	opos    []int32    // per piece: index in order
+	bstart  []int32    // per availability: first index in order
+	live    int        // pieces we lack: order[:live]
+	partial []int32    // pieces we lack with blocks received or requested
+	rng     *rand.Rand // from Options.Seed: places pieces in their bucket
+	ppos    []int32    // per piece: index in partial, or -1
 	wantAll bool
 
 	peers []*peer // sorted by id
@@ -233,7 +241,6 @@ func NewPicker(g Geometry, opts Options) (*Picker, error) {
 		n:       n,
 		bpp:     bpp,
 		nblocks: nblocks,
-		rank:    make([]int32, n),
 		have:    newBitset(n),
 		pieces:  make([]pieceState, n),
 		reqs:    make([]uint8, nblocks),
@@ -248,10 +255,8 @@ func NewPicker(g Geometry, opts Options) (*Picker, error) {
 	for i := range p.from {
 		p.from[i] = noPeer
 	}
-	r := rand.New(rand.NewPCG(opts.Seed, 0x64656c756765))
-	for i, j := range r.Perm(n) {
-		p.rank[i] = int32(j)
-	}
+	p.rng = rand.New(rand.NewPCG(opts.Seed, 0x64656c756765))
+	p.initOrder(p.rng.Perm(n))
 	return p, nil
 }
 
@@ -332,6 +337,7 @@ func (p *Picker) AddPeer(id PeerID) {
 	}
 	q := &peer{id: id, bits: newBitset(p.n), capacity: p.opts.Pipeline, cur: -1, choked: true}
 	p.peers = slices.Insert(p.peers, i, q)
+	p.growBuckets()
 }
 
 // RemovePeer forgets a peer and its outstanding requests (they become
@@ -358,7 +364,7 @@ func (p *Picker) PeerHave(id PeerID, i int) {
 	}
 	q.bits.set(i)
 	q.nbits++
-	p.avail[i]++
+	p.availInc(i)
 	if !p.have.has(i) {
 		q.lack++
 	}
@@ -410,7 +416,7 @@ func (p *Picker) setHaveNone(q *peer) {
 	} else if q.nbits > 0 {
 		for i := range p.n {
 			if q.bits.has(i) {
-				p.avail[i]--
+				p.availDec(i)
 			}
 		}
 		q.bits.clearAll()
@@ -508,8 +514,10 @@ func (p *Picker) request(q *peer, blk int32, now int64) {
 	q.inflight = append(q.inflight, flight{blk: blk, sentAt: now})
 	p.reqs[blk]++
 	if p.reqs[blk] == 1 {
-		p.pieces[int(blk)/p.bpp].requested++
+		i := int(blk) / p.bpp
+		p.pieces[i].requested++
 		p.unreq--
+		p.touch(i)
 	}
 	p.out = append(p.out, Action{Kind: Request, Peer: q.id, Block: p.blockOf(blk)})
 }
@@ -533,6 +541,7 @@ func (p *Picker) unrequest(q *peer, k int) {
 		if !p.have.has(i) {
 			p.unreq++
 		}
+		p.touch(i)
 	}
 }
 
@@ -598,6 +607,7 @@ func (p *Picker) BlockReceived(id PeerID, b Block, now time.Time) (useful, piece
 	}
 	p.from[blk] = id
 	ps.received++
+	p.touch(i)
 	_, c := p.blockRange(i)
 	return true, int(ps.received) == c
 }
@@ -623,6 +633,8 @@ func (p *Picker) PieceVerified(i int) []ReadID {
 	*ps = pieceState{owner: noPeer}
 	p.have.set(i)
 	p.nhave++
+	p.touch(i)
+	p.removeOrder(i)
 	for _, q := range p.peers {
 		if q.has(i) {
 			q.lack--
@@ -663,6 +675,7 @@ func (p *Picker) PieceFailed(i int) []PeerID {
 	}
 	p.pieces[i].received = 0
 	p.pieces[i].owner = noPeer
+	p.touch(i)
 	slices.Sort(blame)
 	return blame
 }

@@ -84,6 +84,44 @@ func checkPicker(p *Picker) error {
 	if unreq != p.unreq || nhave != p.nhave {
 		return fmt.Errorf("unreq %d nhave %d, counted %d %d", p.unreq, p.nhave, unreq, nhave)
 	}
+	return checkOrder(p)
+}
+
+// checkOrder checks the rarest-first order and the partial set.
+func checkOrder(p *Picker) error {
+	if p.live != p.n-p.nhave || int(p.bstart[len(p.bstart)-1]) != p.live || p.bstart[0] != 0 {
+		return fmt.Errorf("order: live %d, bstart %v, missing %d", p.live, p.bstart, p.n-p.nhave)
+	}
+	seen := make([]bool, p.n)
+	for k, i := range p.order {
+		if seen[i] || int(p.opos[i]) != k {
+			return fmt.Errorf("order: piece %d at %d, opos %d", i, k, p.opos[i])
+		}
+		seen[i] = true
+		if (k < p.live) == p.have.has(int(i)) {
+			return fmt.Errorf("order: piece %d at %d, live %d, have %t", i, k, p.live, p.have.has(int(i)))
+		}
+		if k < p.live {
+			a := p.avail[i]
+			if int(a) >= len(p.bstart)-1 || k < int(p.bstart[a]) || k >= int(p.bstart[a+1]) {
+				return fmt.Errorf("order: piece %d of availability %d at %d, buckets %v", i, a, k, p.bstart)
+			}
+		}
+	}
+	n := 0
+	for i := range p.n {
+		ps := p.pieces[i]
+		started := !p.have.has(i) && ps.received+ps.requested > 0
+		if started != (p.ppos[i] >= 0) || (started && int(p.partial[p.ppos[i]]) != i) {
+			return fmt.Errorf("partial: piece %d started %t, ppos %d", i, started, p.ppos[i])
+		}
+		if started {
+			n++
+		}
+	}
+	if n != len(p.partial) {
+		return fmt.Errorf("partial: %d listed, %d started", len(p.partial), n)
+	}
 	return nil
 }
 

@@ -3,7 +3,6 @@ package piece
 import (
 	"cmp"
 	"math"
-	"math/bits"
 	"slices"
 	"time"
 )
@@ -244,46 +243,6 @@ func (p *Picker) fillRarest(q *peer, t int64) {
 		blk = p.nextUnrequested(i, blk)
 		p.give(q, blk, t)
 	}
-}
-
-// pickRarest returns the piece q should start next, or -1: among the
-// missing pieces q has that have blocks to request, first the ones begun and
-// left without an owner (or owned by q), then untouched ones, then the ones
-// another peer is filling; within a class the rarest, ties broken by the
-// seeded random rank.
-func (p *Picker) pickRarest(q *peer) int {
-	best, bestCls, bestAvail, bestRank := -1, 3, int32(0), int32(0)
-	for w, hw := range p.have {
-		m := ^hw
-		if !q.haveAll {
-			m &= q.bits[w]
-		}
-		for m != 0 {
-			i := w<<6 | bits.TrailingZeros64(m)
-			m &= m - 1
-			if i >= p.n {
-				break
-			}
-			ps := &p.pieces[i]
-			_, c := p.blockRange(i)
-			done := int(ps.received + ps.requested)
-			if done >= c {
-				continue
-			}
-			cls := 1
-			if done > 0 {
-				cls = 2
-				if ps.owner == noPeer || ps.owner == q.id {
-					cls = 0
-				}
-			}
-			a, r := p.avail[i], p.rank[i]
-			if best < 0 || cls < bestCls || (cls == bestCls && (a < bestAvail || (a == bestAvail && r < bestRank))) {
-				best, bestCls, bestAvail, bestRank = i, cls, a, r
-			}
-		}
-	}
-	return best
 }
 
 // endgame fills q's pipeline with blocks outstanding on other peers.

@@ -132,9 +132,10 @@ func TestReadAheadWindow(t *testing.T) {
 	}
 }
 
-// naiveRarest is pickRarest written the obvious way.
+// naiveRarest is pickRarest written the obvious way: sort the candidates
+// by (class, place in the rarest-first order).
 func naiveRarest(p *Picker, q *peer) int {
-	type cand struct{ i, cls, avail, rank int }
+	type cand struct{ i, cls, pos int }
 	var cs []cand
 	for i := range p.n {
 		if p.have.has(i) || !q.has(i) || !p.requestable(i) {
@@ -148,7 +149,7 @@ func naiveRarest(p *Picker, q *peer) int {
 				cls = 0
 			}
 		}
-		cs = append(cs, cand{i, cls, int(p.avail[i]), int(p.rank[i])})
+		cs = append(cs, cand{i, cls, int(p.opos[i])})
 	}
 	if len(cs) == 0 {
 		return -1
@@ -157,16 +158,13 @@ func naiveRarest(p *Picker, q *peer) int {
 		if a.cls != b.cls {
 			return a.cls - b.cls
 		}
-		if a.avail != b.avail {
-			return a.avail - b.avail
-		}
-		return a.rank - b.rank
+		return a.pos - b.pos
 	})
 	return cs[0].i
 }
 
-// TestPickRarestNaive compares the word-at-a-time rarest-first scan with a
-// sort on random states.
+// TestPickRarestNaive compares pickRarest with a sort on random states (and
+// checkPicker checks the order itself).
 func TestPickRarestNaive(t *testing.T) {
 	for seed := range uint64(200) {
 		r := rand.New(rand.NewPCG(seed, 5))
@@ -188,6 +186,9 @@ func TestPickRarestNaive(t *testing.T) {
 		}
 		now := transcriptEpoch
 		for round := range 30 {
+			if err := checkPicker(p); err != nil {
+				t.Fatalf("seed %d round %d: %v", seed, round, err)
+			}
 			for _, q := range p.peers {
 				if got, want := p.pickRarest(q), naiveRarest(p, q); got != want {
 					t.Fatalf("seed %d round %d peer %d: pickRarest = %d, naive %d", seed, round, q.id, got, want)

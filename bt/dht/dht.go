@@ -96,7 +96,7 @@ type Server struct {
 	nodes   []netip.AddrPort // starting points: Bootstrap then AddNode, no duplicates, not s.addr
 	ops     sync.WaitGroup   // lookups and pings running on srv; Add only while srv != nil
 
-	announces, lookups, found, received atomic.Int64
+	announces, lookups, found, acks, received atomic.Int64
 }
 
 // New binds the UDP socket (so Addr is known at once) and returns a Server
@@ -427,6 +427,7 @@ func (s *Server) Stats() Stats {
 		Announces:         s.announces.Load(),
 		Lookups:           s.lookups.Load(),
 		PeersFound:        s.found.Load(),
+		AnnounceAcks:      s.acks.Load(),
 		AnnouncesReceived: s.received.Load(),
 		PeersStored:       s.peers.Len(),
 	}
@@ -436,7 +437,6 @@ func (s *Server) Stats() Stats {
 	if srv != nil {
 		ss := srv.Stats()
 		st.Nodes, st.GoodNodes = ss.Nodes, ss.GoodNodes
-		st.AnnounceAcks = ss.SuccessfulOutboundAnnouncePeerQueries
 		st.QueriesSent = ss.OutboundQueriesAttempted
 	}
 	return st

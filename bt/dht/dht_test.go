@@ -101,7 +101,7 @@ func startNodes(t *testing.T, ctx context.Context, knows [][]int) []*testNode {
 	nodes := make([]*testNode, len(knows))
 	for i := range knows {
 		c := listenRecording(t)
-		s, err := New(Config{Conn: c, LookupTimeout: 10 * time.Second})
+		s, err := New(Config{Conn: c, QueryTimeout: time.Second, LookupTimeout: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,12 +190,17 @@ func TestFindAnnouncedPeer(t *testing.T) {
 	}
 	t.Logf("E found %v in %v (peers %v)", want, time.Since(start).Round(time.Millisecond), got)
 
+	// Each other node is told at most once, A never (not itself).
 	var received int64
-	for _, n := range nodes {
-		received += n.Stats().AnnouncesReceived
+	for i, n := range nodes {
+		r := n.Stats().AnnouncesReceived
+		received += r
+		if r > 1 || (i == A && r != 0) {
+			t.Errorf("node %d received %d announces", i, r)
+		}
 	}
-	if received == 0 {
-		t.Errorf("no node counted a received announce")
+	if acks := nodes[A].Stats().AnnounceAcks; received != acks {
+		t.Errorf("A counted %d acks, the nodes %d announces", acks, received)
 	}
 	if st := nodes[E].Stats(); st.Lookups == 0 || st.PeersFound == 0 {
 		t.Errorf("E stats: %+v, want lookups and peers found", st)

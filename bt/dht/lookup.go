@@ -4,8 +4,15 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 
 	anacdht "github.com/anacrolix/dht/v2"
+	"github.com/anacrolix/dht/v2/int160"
+	k_nearest_nodes "github.com/anacrolix/dht/v2/k-nearest-nodes"
+	"github.com/anacrolix/dht/v2/krpc"
+	"github.com/anacrolix/dht/v2/traversal"
+	"github.com/anacrolix/dht/v2/types"
 	"github.com/delugefs/delugefs/bt"
 )
 
@@ -63,57 +70,137 @@ func (s *Server) begin(ctx context.Context) (*op, error) {
 	}
 }
 
-// traverse runs one get_peers traversal towards h, announcing port to the
-// closest nodes when port is not 0, and reports the peers found.
+// traverse runs one get_peers traversal towards h, reports the peers found
+// and, when port is not 0, announces port to the closest nodes that
+// answered. It drives anacrolix's traversal package itself rather than
+// Server.AnnounceTraversal, which queries our own node and every node twice
+// (once per address form, IPv4 and IPv4-mapped IPv6) and cannot be cut short
+// by a context.
 func (s *Server) traverse(ctx context.Context, h bt.InfoHash, port int, found func(netip.AddrPort)) error {
 	o, err := s.begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer o.end()
-	var opts []anacdht.AnnounceOpt
-	if port != 0 {
-		opts = append(opts, anacdht.AnnouncePeer(anacdht.AnnouncePeerOpts{Port: port}))
+	values := make(chan []krpc.NodeAddr) // from the query goroutines to this one
+	op := traversal.Start(traversal.OperationInput{
+		Target: krpc.ID(h),
+		DoQuery: func(qctx context.Context, addr krpc.NodeAddr) traversal.QueryResult {
+			res := o.srv.GetPeers(qctx, anacdht.NewAddr(addr.UDP()), int160.FromByteArray(h), false, anacdht.QueryRateLimiting{})
+			if r := res.Reply.R; r != nil && len(r.Values) > 0 {
+				select {
+				case values <- r.Values:
+				case <-qctx.Done(): // the traversal is stopping
+				}
+			}
+			ret := res.TraversalQueryResult(addr)
+			ret.Nodes, ret.Nodes6 = canonNodes(ret.Nodes), canonNodes(ret.Nodes6)
+			return ret
+		},
+		NodeFilter: func(n types.AddrMaybeId) bool {
+			if (n.Id.Ok && n.Id.Value.AsByteArray() == s.id) || canon(n.Addr.AddrPort) == s.addr {
+				return false // ourselves
+			}
+			return o.srv.TraversalNodeFilter(n)
+		},
+		DataFilter: func(data any) bool { _, ok := data.(string); return ok }, // the token
+	})
+	stop := func() {
+		op.Stop()
+		<-op.Stopped() // every query has returned
 	}
-	a, err := o.srv.AnnounceTraversal(h, opts...)
+	start, err := o.srv.TraversalStartingNodes()
 	if err != nil {
+		stop()
 		return fmt.Errorf("%w (%v)", ErrNoNodes, err)
 	}
+	for i := range start {
+		start[i].Addr.AddrPort = canon(start[i].Addr.AddrPort)
+	}
+	op.AddNodes(start)
+
 	seen := make(map[netip.AddrPort]struct{})
-	for {
-		select {
-		case pv, ok := <-a.Peers:
-			if !ok {
-				if a.TraversalStats().NumResponses == 0 {
-					return ErrNoResponse
-				}
-				return nil
+	report := func(vs []krpc.NodeAddr) {
+		for _, v := range vs {
+			ap := canon(v.ToNodeAddrPort().AddrPort)
+			if _, dup := seen[ap]; dup || !ap.IsValid() || ap.Port() == 0 {
+				continue
 			}
-			for _, p := range pv.Peers {
-				ap := p.ToNodeAddrPort().AddrPort
-				ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-				if _, dup := seen[ap]; dup || !ap.IsValid() || ap.Port() == 0 {
-					continue
-				}
-				seen[ap] = struct{}{}
-				s.found.Add(1)
-				if found != nil {
-					found(ap)
-				}
+			seen[ap] = struct{}{}
+			s.found.Add(1)
+			if found != nil {
+				found(ap)
 			}
-		case <-o.ctx.Done():
-			a.Close()
-			for range a.Peers {
-				// Drain until anacrolix has stopped the traversal and its
-				// announces: Peers is closed last.
-			}
-			if err := ctx.Err(); err != nil {
-				return err // the caller's context
-			}
-			if o.srvCtx.Err() != nil {
-				return ErrStopped
-			}
-			return o.ctx.Err() // LookupTimeout
 		}
 	}
+walk:
+	for {
+		select {
+		case vs := <-values:
+			report(vs)
+		case <-op.Stalled(): // nothing left to ask and no query outstanding
+			break walk
+		case <-o.ctx.Done():
+			stop()
+			return o.err(ctx)
+		}
+	}
+	stop()
+	if op.Stats().NumResponses == 0 {
+		return ErrNoResponse
+	}
+	if port == 0 {
+		return nil
+	}
+
+	var acks atomic.Int64
+	var wg sync.WaitGroup
+	op.Closest().Range(func(e k_nearest_nodes.Elem) {
+		wg.Add(1)
+		go func() { // ends with the query: an answer, QueryTimeout or o.ctx
+			defer wg.Done()
+			p := port
+			res := o.srv.Query(o.ctx, anacdht.NewAddr(e.Key.Addr.UDP()), "announce_peer", anacdht.QueryInput{
+				MsgArgs: krpc.MsgArgs{InfoHash: krpc.ID(h), Port: &p, Token: e.Data.(string)},
+			})
+			if res.ToError() == nil {
+				acks.Add(1)
+			}
+		}()
+	})
+	wg.Wait()
+	s.acks.Add(acks.Load())
+	if acks.Load() == 0 {
+		if o.ctx.Err() != nil {
+			return o.err(ctx)
+		}
+		return ErrNoResponse
+	}
+	return nil
+}
+
+// err says why o.ctx ended: the caller's context, Serve stopping, or
+// LookupTimeout.
+func (o *op) err(callerCtx context.Context) error {
+	if err := callerCtx.Err(); err != nil {
+		return err
+	}
+	if o.srvCtx.Err() != nil {
+		return ErrStopped
+	}
+	return o.ctx.Err()
+}
+
+// canon returns ap with an IPv4-mapped address turned into plain IPv4, the
+// one form we use so that no node is counted (or queried) twice.
+func canon(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// canonNodes applies canon to the addresses of nodes, in place.
+func canonNodes(nodes []krpc.NodeInfo) []krpc.NodeInfo {
+	for i := range nodes {
+		nodes[i].Addr.FromAddrPort(canon(nodes[i].Addr.ToNodeAddrPort().AddrPort))
+	}
+	return nodes
 }

@@ -1,0 +1,267 @@
+package bench
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+const bigSize = 1 << 30
+
+// writeBig writes size bytes of buf repeated to a new file and closes it;
+// for DelugeFS the close seals the file (hash, store, commit, durable).
+func writeBig(path string, size int64, buf []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	for off := int64(0); off < size; off += int64(len(buf)) {
+		if _, err := f.Write(buf[:min(int64(len(buf)), size-off)]); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}
+
+// readAll reads the file sequentially in 1 MiB reads.
+func readAll(path string, buf []byte) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var n int64
+	for {
+		m, err := f.Read(buf)
+		n += int64(m)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+func randBuf(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// mbps is the throughput of n bytes in d.
+func mbps(n int64, d time.Duration) float64 { return float64(n) / 1e6 / d.Seconds() }
+
+// reportRatio prints ours beside ref as ref-<unit> and x-passthrough.
+func reportRatio(b *testing.B, ours, ref float64, unit string) {
+	b.ReportMetric(ref, "ref-"+unit)
+	if ref > 0 {
+		b.ReportMetric(ours/ref, "x-passthrough")
+	}
+}
+
+// BenchmarkSeqWrite1GiB: create, write and close a new 1 GiB file, hashing
+// and sealing included, against the passthrough writing the same.
+func BenchmarkSeqWrite1GiB(b *testing.B) {
+	n := startNode(b)
+	_, pmnt := passMount(b, true)
+	buf := randBuf(1 << 20)
+	start := time.Now()
+	if err := writeBig(filepath.Join(pmnt, "ref"), bigSize, buf); err != nil {
+		b.Fatal(err)
+	}
+	ref := mbps(bigSize, time.Since(start))
+	os.Remove(filepath.Join(pmnt, "ref"))
+	b.SetBytes(bigSize)
+	i := 0
+	for b.Loop() {
+		buf[0] = byte(i) // new contents each time: no dedupe
+		p := filepath.Join(n.mnt, fmt.Sprintf("big%d", i))
+		if err := writeBig(p, bigSize, buf); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	reportRatio(b, mbps(int64(i)*bigSize, b.Elapsed()), ref, "MB/s")
+}
+
+// BenchmarkSeqRead1GiB: read a complete local 1 GiB file sequentially
+// through the mount, against the passthrough reading the same file.
+func BenchmarkSeqRead1GiB(b *testing.B) {
+	n := startNode(b)
+	_, pmnt := passMount(b, true)
+	buf := randBuf(1 << 20)
+	ours, theirs := filepath.Join(n.mnt, "big"), filepath.Join(pmnt, "big")
+	for _, p := range []string{ours, theirs} {
+		if err := writeBig(p, bigSize, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// One pass each to warm the page cache under both, then measure.
+	readAll(ours, buf)
+	readAll(theirs, buf)
+	start := time.Now()
+	const refPasses = 2
+	for range refPasses {
+		if _, err := readAll(theirs, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ref := mbps(refPasses*bigSize, time.Since(start))
+	b.SetBytes(bigSize)
+	passes := 0
+	for b.Loop() {
+		got, err := readAll(ours, buf)
+		if err != nil || got != bigSize {
+			b.Fatalf("read %d bytes, %v", got, err)
+		}
+		passes++
+	}
+	reportRatio(b, mbps(int64(passes)*bigSize, b.Elapsed()), ref, "MB/s")
+}
+
+// BenchmarkRandRead4KiB: one reader doing 4 KiB preads at random aligned
+// offsets of a 1 GiB file, against the passthrough.
+func BenchmarkRandRead4KiB(b *testing.B) {
+	n := startNode(b)
+	_, pmnt := passMount(b, true)
+	buf := randBuf(1 << 20)
+	ours, theirs := filepath.Join(n.mnt, "big"), filepath.Join(pmnt, "big")
+	for _, p := range []string{ours, theirs} {
+		if err := writeBig(p, bigSize, buf); err != nil {
+			b.Fatal(err)
+		}
+		readAll(p, buf)
+	}
+	r := mrand.New(mrand.NewPCG(1, 2))
+	block := make([]byte, 4096)
+	rate := func(f *os.File, ops int) float64 {
+		start := time.Now()
+		for range ops {
+			if _, err := f.ReadAt(block, r.Int64N(bigSize/4096)*4096); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return float64(ops) / time.Since(start).Seconds()
+	}
+	tf, err := os.Open(theirs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tf.Close()
+	ref := rate(tf, 50000)
+	of, err := os.Open(ours)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer of.Close()
+	b.SetBytes(4096)
+	ops := 0
+	for b.Loop() {
+		if _, err := of.ReadAt(block, r.Int64N(bigSize/4096)*4096); err != nil {
+			b.Fatal(err)
+		}
+		ops++
+	}
+	iops := float64(ops) / b.Elapsed().Seconds()
+	b.ReportMetric(iops, "iops")
+	reportRatio(b, iops, ref, "iops")
+}
+
+// fill creates files dir%03d/f%06d of 4 KiB with writers goroutines until
+// the tree under root holds upto files, starting at from.
+func fill(tb testing.TB, root string, from, upto, writers int) {
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() { // ends when its share is written
+			defer wg.Done()
+			data := randBuf(4096)
+			for i := from + w; i < upto; i += writers {
+				dir := filepath.Join(root, fmt.Sprintf("dir%03d", i/1000))
+				os.Mkdir(dir, 0o755)
+				data[0], data[1], data[2] = byte(i), byte(i>>8), byte(i>>16)
+				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%06d", i)), data, 0o644); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		tb.Fatal(err)
+	}
+}
+
+// BenchmarkSmallFiles: create+write+close of 4 KiB files (one writer) when
+// the volume holds 1,000 files and when it holds 100,000; then `ls -lR`
+// over the 100,000 against the passthrough without readdirplus; and the
+// node's memory.
+func BenchmarkSmallFiles(b *testing.B) {
+	n := startNode(b)
+	const batch = 500
+	var rate1k float64
+	count := 0
+	measure := func(b *testing.B, at int) float64 {
+		if count < at {
+			fill(b, n.mnt, count, at, 4)
+			count = at
+		}
+		start := time.Now()
+		made := 0
+		for b.Loop() {
+			fill(b, n.mnt, count, count+batch, 1)
+			count += batch
+			made += batch
+		}
+		r := float64(made) / time.Since(start).Seconds()
+		b.ReportMetric(r, "files/s")
+		return r
+	}
+	b.Run("at-1k", func(b *testing.B) { rate1k = measure(b, 1000) })
+	b.Run("at-100k", func(b *testing.B) {
+		r := measure(b, 100000)
+		if rate1k > 0 {
+			b.ReportMetric(r/rate1k, "x-rate-at-1k")
+		}
+		cur, peak := n.rssMiB(b)
+		b.ReportMetric(cur, "MiB-rss")
+		b.ReportMetric(peak, "MiB-peak-rss")
+	})
+	b.Run("ls-lR", func(b *testing.B) {
+		src, pmnt := passMount(b, false)
+		fill(b, src, 0, count, 4) // straight into the mirrored directory: fast
+		ls := func(dir string) time.Duration {
+			start := time.Now()
+			cmd := exec.Command("ls", "-lR", dir)
+			cmd.Stdout = io.Discard
+			if err := cmd.Run(); err != nil {
+				b.Fatal(err)
+			}
+			return time.Since(start)
+		}
+		ls(pmnt) // warm the backing directory's cache
+		ref := ls(pmnt)
+		var total time.Duration
+		runs := 0
+		for b.Loop() {
+			total += ls(n.mnt)
+			runs++
+		}
+		ours := total.Seconds() / float64(runs)
+		b.ReportMetric(ours, "s/ls-lR")
+		b.ReportMetric(ref.Seconds(), "ref-s/ls-lR")
+		b.ReportMetric(float64(count), "files")
+	})
+}

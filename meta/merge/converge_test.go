@@ -39,6 +39,11 @@ type sim struct {
 	written map[Hash]bool // file versions ever written
 	killed  map[Hash]bool // file versions deleted or overwritten by a later change
 	stats   map[string]int
+	// frontier selects the merge protocol: false merges the two heads
+	// pairwise (a merge commit has the heads as parents); true makes one
+	// canonical merge commit per set of joined non-merge commits.
+	frontier bool
+	canon    map[string]int // sorted frontier -> its canonical merge commit
 }
 
 type msg struct {
@@ -102,6 +107,10 @@ func (s *sim) content() Hash {
 
 // receive is what a node does with a peer's head.
 func (s *sim) receive(n, h int) {
+	if s.frontier {
+		s.receiveFrontier(n, h)
+		return
+	}
 	cur := s.heads[n]
 	switch {
 	case s.isAnc(h, cur):
@@ -149,6 +158,102 @@ func (s *sim) receive(n, h int) {
 	s.heads[n] = id
 	s.stats["merge"]++
 	s.broadcast(n, id)
+}
+
+// frontierOf returns the maximal non-merge commits among the ancestors of
+// heads, in increasing order.
+func (s *sim) frontierOf(heads ...int) []int {
+	union := make([]uint64, len(s.commits)/64+1)
+	for _, h := range heads {
+		for i, w := range s.commits[h].anc {
+			union[i] |= w
+		}
+	}
+	covered := make([]uint64, len(union))
+	var f []int
+	for id := len(s.commits) - 1; id >= 0; id-- { // descendants first
+		if union[id/64]&(1<<(id%64)) == 0 || covered[id/64]&(1<<(id%64)) != 0 || len(s.commits[id].parents) > 1 {
+			continue
+		}
+		f = append(f, id)
+		for i, w := range s.commits[id].anc {
+			covered[i] |= w
+		}
+	}
+	slices.Reverse(f)
+	return f
+}
+
+// canonical returns the one merge commit of frontier f: parents f, tree
+// the merge of f's trees folded in order, each step against the latest
+// common ancestor of what is merged so far and the next commit.
+func (s *sim) canonical(f []int) int {
+	if len(f) == 1 {
+		return f[0]
+	}
+	key := fmt.Sprint(f)
+	if id, ok := s.canon[key]; ok {
+		s.stats["same merge"]++
+		return id
+	}
+	first := s.commits[f[0]]
+	acc := Head{Tree: first.tree, Node: first.node, Time: first.time}
+	anc := slices.Clone(first.anc)
+	for _, id := range f[1:] {
+		c := s.commits[id]
+		base := -1
+		for i := min(len(anc), len(c.anc)) - 1; i >= 0 && base < 0; i-- {
+			if w := anc[i] & c.anc[i]; w != 0 {
+				for b := 63; b >= 0; b-- {
+					if w&(1<<b) != 0 {
+						base = i*64 + b
+						break
+					}
+				}
+			}
+		}
+		next := Head{Tree: c.tree, Node: c.node, Time: c.time}
+		res, err := Trees(s.commits[base].tree, acc, next)
+		if err != nil {
+			s.t.Fatalf("merge %v: %v", f, err)
+		}
+		checkResult(s.t, res.Tree)
+		for _, e := range res.Events {
+			s.stats[e.Kind.String()]++
+		}
+		if cmp.Or(next.Time.Compare(acc.Time), strings.Compare(next.Node, acc.Node)) > 0 {
+			acc.Node, acc.Time = next.Node, next.Time
+		}
+		acc.Tree = res.Tree
+		if len(c.anc) > len(anc) {
+			anc = append(anc, make([]uint64, len(c.anc)-len(anc))...)
+		}
+		for i, w := range c.anc {
+			anc[i] |= w
+		}
+	}
+	id := s.add(&commit{parents: f, tree: acc.Tree, node: acc.Node, time: acc.Time})
+	s.canon[key] = id
+	s.stats["merge"]++
+	return id
+}
+
+func (s *sim) receiveFrontier(n, h int) {
+	cur := s.heads[n]
+	if s.isAnc(h, cur) {
+		return
+	}
+	nMerges := len(s.commits)
+	target := s.canonical(s.frontierOf(cur, h))
+	if target == cur {
+		return
+	}
+	s.heads[n] = target
+	if len(s.commits) > nMerges { // a new merge commit: tell the others
+		s.broadcast(n, target)
+	} else {
+		s.stats["fast-forward"]++
+	}
 }
 
 // op makes one random change on node n and commits it.
@@ -265,15 +370,25 @@ func (s *sim) op(n int) {
 	s.broadcast(n, id)
 }
 
+// TestConverge runs the simulation with the pairwise protocol (a node
+// merges its head with the received one; 2 or 3 nodes: from 4 on it
+// makes merge storms, merges of merges faster than they settle) and with
+// the frontier protocol (2 to 7 nodes).
 func TestConverge(t *testing.T) {
+	t.Run("pairwise", func(t *testing.T) { converge(t, false, 2) })
+	t.Run("frontier", func(t *testing.T) { converge(t, true, 6) })
+}
+
+func converge(t *testing.T, frontier bool, nodeSpread int) {
 	total := map[string]int{}
 	for seed := range uint64(40) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			s := &sim{
 				t: t, r: rand.New(rand.NewPCG(seed, 7)), merges: map[[2]int]int{},
 				now: simStart, written: map[Hash]bool{}, killed: map[Hash]bool{}, stats: total,
+				frontier: frontier, canon: map[string]int{},
 			}
-			nodes := 2 + int(seed%4)
+			nodes := 2 + int(seed%uint64(nodeSpread))
 			root := s.add(&commit{tree: Tree{{"", D(1)}}, node: "n0", time: simStart})
 			s.heads = make([]int, nodes)
 			for i := range s.heads {
@@ -305,8 +420,9 @@ func TestConverge(t *testing.T) {
 				if step >= opSteps && len(s.queue) == 0 {
 					break
 				}
-				if step > 100_000 {
-					t.Fatalf("no convergence after %d steps, %d commits", step, len(s.commits))
+				if step > 20_000 || len(s.commits) > 3000 {
+					t.Fatalf("no convergence after %d steps: %d commits, %d messages in flight, stats %v",
+						step, len(s.commits), len(s.queue), s.stats)
 				}
 			}
 			head := s.heads[0]

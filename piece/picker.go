@@ -27,8 +27,12 @@ import (
 //     is older than anything asked for now and holds back its piece.
 //  1. Blocks of the pieces covering pending reads (AddRead), earliest
 //     deadline first. A read's blocks are spread over all free peers, one
-//     block at a time, so a read completes as fast as the swarm allows. A
-//     block of a read past its deadline is also requested from a second peer.
+//     block at a time, so a read completes as fast as the swarm allows. When
+//     no peer that has the piece has a free slot, a read jumps the queue:
+//     the newest request on such a peer that serves no read is cancelled to
+//     make room (the peer with the fewest read requests out, then the
+//     fastest). A block of a read past its deadline is also requested from a
+//     second peer.
 //  2. The first and last pieces of the blob while a reader is open
 //     (OpenReader), then each reader's read-ahead window (readers in id
 //     order): the bytes after its latest sequential read (ReaderAt). The
@@ -197,16 +201,16 @@ type peer struct {
 	choked   bool   // the peer chokes us
 	capacity int
 	inflight []flight // oldest first
+	urgent   int      // flights with urgent set
 	srtt     int64    // smoothed latency in ns; 0 before the first sample
 	cur      int      // the piece it is filling in rarest-first mode, or -1
 }
 
 type flight struct {
-	blk  int32
-	late bool // found late once: stays late though the timeout may grow
-	// covered: this request is late and another request for the block,
-	// made since, is not. Cleared when a copy goes away unanswered.
-	covered bool
+	blk     int32
+	late    bool  // found late once: stays late though the timeout may grow
+	urgent  bool  // asked for a pending read: never cancelled to make room
+	covered bool  // late, and a copy made since is not (cleared when a copy goes away unanswered)
 	sentAt  int64 // unix ns
 }
 
@@ -501,6 +505,16 @@ func (p *Picker) unqueueCancels(id PeerID, blk int32) {
 
 // ---- requests ----
 
+// remove forgets q's k-th outstanding request and returns it.
+func (q *peer) remove(k int) flight {
+	f := q.inflight[k]
+	q.inflight = slices.Delete(q.inflight, k, k+1)
+	if f.urgent {
+		q.urgent--
+	}
+	return f
+}
+
 func (q *peer) find(blk int32) int {
 	for k := range q.inflight {
 		if q.inflight[k].blk == blk {
@@ -510,8 +524,11 @@ func (q *peer) find(blk int32) int {
 	return -1
 }
 
-func (p *Picker) request(q *peer, blk int32, now int64) {
-	q.inflight = append(q.inflight, flight{blk: blk, sentAt: now})
+func (p *Picker) request(q *peer, blk int32, now int64, urgent bool) {
+	q.inflight = append(q.inflight, flight{blk: blk, sentAt: now, urgent: urgent})
+	if urgent {
+		q.urgent++
+	}
 	p.reqs[blk]++
 	if p.reqs[blk] == 1 {
 		i := int(blk) / p.bpp
@@ -524,8 +541,7 @@ func (p *Picker) request(q *peer, blk int32, now int64) {
 
 // unrequest forgets q's k-th outstanding request.
 func (p *Picker) unrequest(q *peer, k int) {
-	blk := q.inflight[k].blk
-	q.inflight = slices.Delete(q.inflight, k, k+1)
+	blk := q.remove(k).blk
 	p.reqs[blk]--
 	if p.reqs[blk] > 0 {
 		// Copies left elsewhere may need a new cover.
@@ -563,7 +579,7 @@ func (p *Picker) cancelOthers(blk int32) {
 			return
 		}
 		if k := o.find(blk); k >= 0 {
-			o.inflight = slices.Delete(o.inflight, k, k+1)
+			o.remove(k)
 			p.reqs[blk]--
 			p.cancels = append(p.cancels, Action{Kind: Cancel, Peer: o.id, Block: p.blockOf(blk)})
 		}
@@ -709,6 +725,18 @@ func (p *Picker) AddRead(id ReadID, off, n int64, deadline time.Time) (done bool
 	}
 	if r.missing == 0 {
 		return true
+	}
+	// Requests already out for these pieces now serve a read: they must not
+	// be cancelled to make room for it.
+	for _, q := range p.peers {
+		for k := range q.inflight {
+			if f := &q.inflight[k]; !f.urgent {
+				if i := int(f.blk) / p.bpp; i >= r.first && i <= r.last {
+					f.urgent = true
+					q.urgent++
+				}
+			}
+		}
 	}
 	k, _ := slices.BinarySearchFunc(p.reads, r, func(a, b *read) int {
 		return cmp.Or(cmp.Compare(a.deadline, b.deadline), cmp.Compare(a.id, b.id))

@@ -13,12 +13,19 @@ func checkPicker(p *Picker) error {
 	reqs := make([]int, p.nblocks)
 	for _, q := range p.peers {
 		seen := map[int32]bool{}
+		urgent := 0
 		for _, f := range q.inflight {
+			if f.urgent {
+				urgent++
+			}
 			if seen[f.blk] {
 				return fmt.Errorf("peer %d has %s twice", q.id, p.blockOf(f.blk))
 			}
 			seen[f.blk] = true
 			reqs[f.blk]++
+		}
+		if urgent != q.urgent {
+			return fmt.Errorf("peer %d: urgent %d, counted %d", q.id, q.urgent, urgent)
 		}
 		lack, nbits := 0, 0
 		for i := range p.n {

@@ -28,7 +28,7 @@ func (p *Picker) Step(now time.Time) []Action {
 		}
 	}
 	p.nfree = len(p.free)
-	if p.nfree == 0 {
+	if p.nfree == 0 && len(p.reads) == 0 {
 		return p.out
 	}
 	if len(p.free) > 1 {
@@ -56,29 +56,39 @@ func (p *Picker) Step(now time.Time) []Action {
 				continue
 			}
 			if p.reqs[f.blk] == 1 || p.liveCopies(f.blk, t) < p.opts.MaxCopies-1 {
-				p.give(o, f.blk, t)
+				p.give(o, f.blk, t, f.urgent)
 			}
 			f.covered = true
 		}
 	}
 
-	// 1. Pending reads, earliest deadline first, spread over the peers.
+	// 1. Pending reads, earliest deadline first, spread over the peers;
+	// they jump the queue of a full peer.
 	for _, r := range p.reads {
 		overdue := t >= r.deadline
-		for i := r.first; i <= r.last && p.nfree > 0; i++ {
+		for i := r.first; i <= r.last; i++ {
 			if p.have.has(i) || (!overdue && !p.requestable(i)) {
 				continue
 			}
 			base, c := p.blockRange(i)
-			for blk := int32(base); blk < int32(base+c) && p.nfree > 0; blk++ {
+			for blk := int32(base); blk < int32(base+c); blk++ {
 				if p.from[blk] != noPeer {
 					continue
 				}
-				n := int(p.reqs[blk])
-				if n == 0 || (overdue && n < p.opts.MaxCopies) {
-					if q := p.choose(i, blk, n > 0); q != nil {
-						p.give(q, blk, t)
+				var q *peer
+				switch n := int(p.reqs[blk]); {
+				case n == 0:
+					if p.nfree > 0 {
+						q = p.choose(i, blk, false)
 					}
+					if q == nil {
+						q = p.preempt(i)
+					}
+				case overdue && n < p.opts.MaxCopies && p.nfree > 0:
+					q = p.choose(i, blk, true)
+				}
+				if q != nil {
+					p.give(q, blk, t, true)
 				}
 			}
 		}
@@ -172,9 +182,36 @@ func (p *Picker) choose(i int, blk int32, dup bool) *peer {
 	return best
 }
 
+// preempt makes room for a read's block of piece i on a full peer that has
+// the piece, by cancelling that peer's newest request that serves no read.
+// It prefers the peer with the fewest read requests out, then the fastest,
+// then the lowest id; nil when no peer qualifies.
+func (p *Picker) preempt(i int) *peer {
+	var best *peer
+	for _, q := range p.peers {
+		if q.choked || len(q.inflight) != q.capacity || q.urgent == len(q.inflight) || !q.has(i) {
+			continue
+		}
+		if best == nil || q.urgent < best.urgent || (q.urgent == best.urgent && q.speedKey() < best.speedKey()) {
+			best = q
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	for k := len(best.inflight) - 1; ; k-- {
+		if f := best.inflight[k]; !f.urgent {
+			p.unrequest(best, k)
+			p.out = append(p.out, Action{Kind: Cancel, Peer: best.id, Block: p.blockOf(f.blk)})
+			p.nfree++ // give takes it back
+			return best
+		}
+	}
+}
+
 // give requests blk from q and keeps count of the free peers.
-func (p *Picker) give(q *peer, blk int32, t int64) {
-	p.request(q, blk, t)
+func (p *Picker) give(q *peer, blk int32, t int64, urgent bool) {
+	p.request(q, blk, t, urgent)
 	if len(q.inflight) == q.capacity {
 		p.nfree--
 	}
@@ -218,7 +255,7 @@ func (p *Picker) fillPiece(i int, t int64) {
 			if blk = p.nextUnrequested(i, blk); blk < 0 {
 				return
 			}
-			p.give(q, blk, t)
+			p.give(q, blk, t, false)
 		}
 	}
 }
@@ -241,7 +278,7 @@ func (p *Picker) fillRarest(q *peer, t int64) {
 			}
 		}
 		blk = p.nextUnrequested(i, blk)
-		p.give(q, blk, t)
+		p.give(q, blk, t, false)
 	}
 }
 
@@ -252,11 +289,11 @@ func (p *Picker) endgame(q *peer, t int64) {
 			continue
 		}
 		for k := 0; k < len(o.inflight) && len(q.inflight) < q.capacity; k++ {
-			blk := o.inflight[k].blk
-			if int(p.reqs[blk]) >= p.opts.MaxCopies || !q.has(int(blk)/p.bpp) || q.find(blk) >= 0 {
+			f := o.inflight[k]
+			if int(p.reqs[f.blk]) >= p.opts.MaxCopies || !q.has(int(f.blk)/p.bpp) || q.find(f.blk) >= 0 {
 				continue
 			}
-			p.give(q, blk, t)
+			p.give(q, f.blk, t, f.urgent)
 		}
 	}
 }

@@ -42,7 +42,8 @@ type Config struct {
 	// tests, "127.0.0.1:0".
 	Addr string
 	// Conn, if set, is used instead of listening on Addr. The Server closes
-	// it when Serve returns; a Server with a Conn cannot Serve twice.
+	// it when Serve returns; a Server with a Conn cannot Serve twice. Do not
+	// close it yourself while Serve runs (anacrolix panics on a read error).
 	Conn net.PacketConn
 	// NodeID is this node's DHT id. Zero picks a random one at New, kept for
 	// the Server's life. Pass NodeIDFromString(nodeID) for an id that
@@ -176,6 +177,13 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("dht: start server: %w", err)
 	}
 	s.mu.Lock()
+	if s.closed { // Close ran since takeSocket
+		s.serving = false
+		s.mu.Unlock()
+		srv.Close()
+		conn.Close()
+		return ErrClosed
+	}
 	s.srv, s.srvCtx = srv, ctx
 	close(s.up)
 	nodes := slices.Clone(s.nodes)

@@ -424,3 +424,42 @@ func TestLookupStopsWithServe(t *testing.T) {
 		t.Fatalf("Serve: %v", err)
 	}
 }
+
+// TestAddNodeLater: two nodes that start knowing nobody; one learns the
+// other through AddNode while serving (as from discovery), the other learns
+// it from its query; then each finds what the other announced.
+func TestAddNodeLater(t *testing.T) {
+	checkNoLeaks(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	nodes := startNodes(t, ctx, [][]int{{}, {}})
+	x, y := nodes[0], nodes[1]
+	y.AddNode(x.Addr())
+	waitFor(t, 5*time.Second, "both nodes to know each other", func() bool {
+		return x.Stats().Nodes == 1 && y.Stats().Nodes == 1
+	})
+	hx, hy := bt.InfoHash{0xaa}, bt.InfoHash{0xbb}
+	if err := x.Announce(ctx, hx, 1111); err != nil {
+		t.Fatalf("x announce: %v", err)
+	}
+	if err := y.Announce(ctx, hy, 2222); err != nil {
+		t.Fatalf("y announce: %v", err)
+	}
+	for _, c := range []struct {
+		who  *testNode
+		hash bt.InfoHash
+		want netip.AddrPort
+	}{
+		{y, hx, netip.AddrPortFrom(x.Addr().Addr(), 1111)},
+		{x, hy, netip.AddrPortFrom(y.Addr().Addr(), 2222)},
+	} {
+		var got []netip.AddrPort
+		if err := c.who.GetPeers(ctx, c.hash, func(p netip.AddrPort) { got = append(got, p) }); err != nil {
+			t.Fatalf("get_peers %s: %v", c.hash, err)
+		}
+		if !slices.Equal(got, []netip.AddrPort{c.want}) {
+			t.Errorf("get_peers %s = %v, want [%v]", c.hash, got, c.want)
+		}
+	}
+	stopNodes(t, cancel, nodes)
+}

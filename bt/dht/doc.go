@@ -8,7 +8,7 @@
 //		NodeID:    dht.NodeIDFromString(nodeID), // stable across restarts
 //		Bootstrap: clusterPeers,                 // UDP addresses of other DHT nodes
 //	})
-//	go d.Serve(ctx)                  // or as a child of the node supervisor
+//	supervisor.Add(d)                // d.Serve(ctx) is the actor
 //	d.AddNode(addr)                  // a cluster peer found later by discovery
 //	d.Announce(ctx, hash, btPort)    // "I hold this blob on btPort"
 //	d.GetPeers(ctx, hash, func(p netip.AddrPort) { ... })
@@ -36,6 +36,15 @@
 // its port, adds those querying nodes to its routing table, and queries the
 // nodes other nodes report; on a LAN-only volume bind Addr to a private
 // address or firewall the port.
+//
+// # Lookups
+//
+// Announce and GetPeers drive anacrolix's traversal package directly rather
+// than its Server.AnnounceTraversal, which queries the node itself and every
+// node twice (once per address form, IPv4 and IPv4-mapped IPv6) and takes no
+// context: here every address is brought to one form, our own node is
+// skipped, each other node is told at most once, and every query ends with
+// the lookup's context.
 //
 // # Peers of an info-hash
 //

@@ -11,6 +11,7 @@ import (
 	"github.com/anacrolix/dht/v2/int160"
 	k_nearest_nodes "github.com/anacrolix/dht/v2/k-nearest-nodes"
 	"github.com/anacrolix/dht/v2/krpc"
+	peer_store "github.com/anacrolix/dht/v2/peer-store"
 	"github.com/anacrolix/dht/v2/traversal"
 	"github.com/anacrolix/dht/v2/types"
 	"github.com/delugefs/delugefs/bt"
@@ -33,7 +34,7 @@ func (s *Server) Announce(ctx context.Context, h bt.InfoHash, port int) error {
 }
 
 // GetPeers looks up the peers of h, calling found once for each distinct
-// address as replies arrive (from this goroutine; found must not block for
+// address, first those announced to this node, then as replies arrive (from this goroutine; found must not block for
 // long). It waits for Serve to be running and returns when the traversal
 // ends (nil, even if no peer was found), ErrNoNodes or ErrNoResponse when
 // nobody could be asked, or the context's error (bounded by
@@ -133,6 +134,7 @@ func (s *Server) traverse(ctx context.Context, h bt.InfoHash, port int, found fu
 			}
 		}
 	}
+	report(s.peers.GetPeers(peer_store.InfoHash(h))) // peers announced to this node count too
 walk:
 	for {
 		select {

@@ -248,4 +248,3 @@ func TestGetNoPeer(t *testing.T) {
 	}
 	t.Log(err)
 }
-

@@ -173,7 +173,7 @@ func Get(ctx context.Context, cfg GetConfig) error {
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- serve(sctx, sw, reg, ln, cfg.Logger, peers) }() // ends with stop()
-	err = watch(ctx, sw, cfg, start, served)
+	got, err := watch(ctx, sw, cfg, start, served)
 	stop()
 	if serr := <-served; err == nil {
 		err = serr
@@ -185,6 +185,9 @@ func Get(ctx context.Context, cfg GetConfig) error {
 		err = cerr
 	}
 	if err != nil {
+		if got == 0 {
+			os.RemoveAll(part) // nothing worth resuming
+		}
 		return fmt.Errorf("get %v: %w", sw.InfoHash(), err)
 	}
 	if err := os.Rename(blobPath(part, sw.InfoHash()), out); err != nil {
@@ -201,10 +204,11 @@ func Get(ctx context.Context, cfg GetConfig) error {
 
 // watch waits until sw is complete, reporting progress, and fails when
 // nothing arrives for cfg.Timeout, when ctx ends, or when the swarm stops.
-func watch(ctx context.Context, sw *swarm.Swarm, cfg GetConfig, start time.Time, served <-chan error) error {
+// It returns the bytes verified last it looked (-1: never).
+func watch(ctx context.Context, sw *swarm.Swarm, cfg GetConfig, start time.Time, served <-chan error) (last int64, err error) {
 	tick := time.NewTicker(cfg.ProgressEvery)
 	defer tick.Stop()
-	var last int64 = -1
+	last = -1
 	lastChange := time.Now()
 	report := func(done bool) (swarm.Progress, error) {
 		p, err := sw.Progress(ctx)
@@ -223,26 +227,26 @@ func watch(ctx context.Context, sw *swarm.Swarm, cfg GetConfig, start time.Time,
 	for {
 		select {
 		case <-sw.Done():
-			_, err := report(true)
-			return err
+			p, err := report(true)
+			return p.Bytes, err
 		case err := <-served:
 			if err == nil {
 				err = swarm.ErrStopped
 			}
-			return err
+			return last, err
 		case <-ctx.Done():
-			return ctx.Err()
+			return last, ctx.Err()
 		case now := <-tick.C:
 			p, err := report(false)
 			if err != nil {
-				return err
+				return last, err
 			}
 			if p.Bytes != last {
 				last, lastChange = p.Bytes, now
 				continue
 			}
 			if now.Sub(lastChange) >= cfg.Timeout {
-				return noData(ctx, sw, cfg.Timeout, p)
+				return last, noData(ctx, sw, cfg.Timeout, p)
 			}
 		}
 	}

@@ -155,8 +155,10 @@ func (m *merger) walk() error {
 	base, a, b := m.base, m.a.Tree, m.b.Tree
 	m.out = make(Tree, 0, max(len(a), len(b))+8)
 	var i, j, k int
-	for i < len(base) || j < len(a) || k < len(b) {
-		// The smallest path among the three heads.
+	var prev string
+	for step := 0; i < len(base) || j < len(a) || k < len(b); step++ {
+		// The smallest path among the three heads. The common case is one
+		// path in all three, found with two string comparisons.
 		var p string
 		have := false
 		if i < len(base) {
@@ -168,44 +170,51 @@ func (m *merger) walk() error {
 		if k < len(b) && (!have || (b[k].Path != p && Compare(b[k].Path, p) < 0)) {
 			p = b[k].Path
 		}
+		// Each step's path must be greater than the last one's: this
+		// catches any input that is unsorted or repeats a path.
+		if step > 0 && Compare(prev, p) >= 0 {
+			return fmt.Errorf("%w: path %q after %q: not sorted or repeated", ErrInvalid, p, prev)
+		}
+		prev = p
 		var lb, la, lt Leaf
 		var hb, ha, ht bool
 		if i < len(base) && base[i].Path == p {
-			if err := m.check(base, i, "base"); err != nil {
-				return err
-			}
 			lb, hb = base[i].Leaf, true
 			i++
 		}
 		if j < len(a) && a[j].Path == p {
-			if err := m.check(a, j, "ours"); err != nil {
-				return err
-			}
 			la, ha = a[j].Leaf, true
 			j++
 		}
 		if k < len(b) && b[k].Path == p {
-			if err := m.check(b, k, "theirs"); err != nil {
-				return err
-			}
 			lt, ht = b[k].Leaf, true
 			k++
+		}
+		if err := checkEntry(Entry{p, firstLeaf(lb, hb, la, ha, lt, ht)}); err != nil {
+			return err
+		}
+		if (hb && !validKind(lb.Kind)) || (ha && !validKind(la.Kind)) || (ht && !validKind(lt.Kind)) {
+			return fmt.Errorf("%w: path %q: unknown kind", ErrInvalid, p)
+		}
+		if p == "" && ((hb && lb.Kind != Dir) || (ha && la.Kind != Dir) || (ht && lt.Kind != Dir)) {
+			return fmt.Errorf("%w: root is not a directory", ErrInvalid)
 		}
 		m.decide(p, lb, hb, la, ha, lt, ht)
 	}
 	return nil
 }
 
-// check validates entry n of t and its order after entry n-1.
-func (m *merger) check(t Tree, n int, which string) error {
-	if err := checkEntry(t[n]); err != nil {
-		return fmt.Errorf("%s tree: %w", which, err)
+func firstLeaf(lb Leaf, hb bool, la Leaf, ha bool, lt Leaf, ht bool) Leaf {
+	switch {
+	case hb:
+		return lb
+	case ha:
+		return la
 	}
-	if n > 0 && Compare(t[n-1].Path, t[n].Path) >= 0 {
-		return fmt.Errorf("%s tree: %w: path %q after %q: not sorted or repeated", which, ErrInvalid, t[n].Path, t[n-1].Path)
-	}
-	return nil
+	return lt
 }
+
+func validKind(k Kind) bool { return k >= File && k <= Dir }
 
 // decide merges one path: base, ours and theirs leaves, each with whether
 // it is present.

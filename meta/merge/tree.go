@@ -81,6 +81,9 @@ type Tree []Entry
 // that '/' sorts before every other byte. So a directory's descendants
 // follow it immediately: "a", "a/x", "a-b", "a.txt".
 func Compare(a, b string) int {
+	if a == b {
+		return 0
+	}
 	n := min(len(a), len(b))
 	i := 0
 	// Skip the common prefix eight bytes at a time.

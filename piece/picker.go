@@ -99,6 +99,7 @@ type Picker struct {
 	reads   []*read // sorted by (deadline, id)
 	readers []*reader
 	out     []Action // returned by Step
+	done    []ReadID // returned by PieceVerified
 	cancels []Action // queued by events, sent first by the next Step
 }
 
@@ -629,7 +630,8 @@ func (p *Picker) BlockReceived(id PeerID, b Block, now time.Time) (useful, piece
 }
 
 // PieceVerified records that piece i passed its hash check (or was found on
-// disk at start). It returns the reads this completes (they are forgotten).
+// disk at start). It returns the reads this completes (they are forgotten);
+// the slice is valid until the next call.
 // Requests still out for the piece's blocks are cancelled by the next Step.
 func (p *Picker) PieceVerified(i int) []ReadID {
 	if i < 0 || i >= p.n || p.have.has(i) {
@@ -656,7 +658,7 @@ func (p *Picker) PieceVerified(i int) []ReadID {
 			q.lack--
 		}
 	}
-	var done []ReadID
+	done := p.done[:0]
 	p.reads = slices.DeleteFunc(p.reads, func(r *read) bool {
 		if i < r.first || i > r.last {
 			return false
@@ -668,6 +670,7 @@ func (p *Picker) PieceVerified(i int) []ReadID {
 		}
 		return false
 	})
+	p.done = done
 	return done
 }
 

@@ -20,9 +20,12 @@ type objWriter struct {
 	dir     string          // the bare repository
 	haveDir map[string]bool // objects/xx directories known to exist
 	written []string        // files and directories made since the last sync
-	zw      *zlib.Writer
-	buf     bytes.Buffer
-	n       int // objects written since the last sync (for tests and stats)
+	// captured collects the loose files written since it was last reset,
+	// for the journal record of a commit.
+	captured []journalObj
+	zw       *zlib.Writer
+	buf      bytes.Buffer
+	n        int // objects written since the last sync (for tests and stats)
 }
 
 func newObjWriter(gitDir string) *objWriter {
@@ -40,14 +43,6 @@ func (w *objWriter) write(h plumbing.Hash, typ string, data []byte) error {
 	if _, err := os.Lstat(final); err == nil {
 		return nil
 	}
-	if !w.haveDir[sub] {
-		if err := os.Mkdir(sub, 0o755); err == nil {
-			w.written = append(w.written, sub)
-		} else if !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("write object %s: %w", hex, err)
-		}
-		w.haveDir[sub] = true
-	}
 	w.buf.Reset()
 	w.zw.Reset(&w.buf)
 	w.zw.Write([]byte(typ))
@@ -58,8 +53,29 @@ func (w *objWriter) write(h plumbing.Hash, typ string, data []byte) error {
 	if err := w.zw.Close(); err != nil {
 		return fmt.Errorf("compress object %s: %w", hex, err)
 	}
+	if err := w.writeFile(h, w.buf.Bytes()); err != nil {
+		return err
+	}
+	w.captured = append(w.captured, journalObj{id: h, file: bytes.Clone(w.buf.Bytes())})
+	return nil
+}
+
+// writeFile stores the loose-object file bytes of object h (temp file and
+// rename), replacing any file there.
+func (w *objWriter) writeFile(h plumbing.Hash, file []byte) error {
+	hex := h.String()
+	sub := filepath.Join(w.dir, "objects", hex[:2])
+	if !w.haveDir[sub] {
+		if err := os.Mkdir(sub, 0o755); err == nil {
+			w.written = append(w.written, sub)
+		} else if !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("write object %s: %w", hex, err)
+		}
+		w.haveDir[sub] = true
+	}
+	final := filepath.Join(sub, hex[2:])
 	tmp := filepath.Join(sub, "tmp_obj_"+hex[2:])
-	if err := os.WriteFile(tmp, w.buf.Bytes(), 0o444); err != nil {
+	if err := os.WriteFile(tmp, file, 0o444); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("write object %s: %w", hex, err)
 	}

@@ -39,6 +39,10 @@ type Options struct {
 	MaxEntries int
 	// Now is the clock for commit times; nil means time.Now.
 	Now func() time.Time
+	// JournalSize is the size of the commit journal (see journal.go); 0
+	// means 8 MiB; negative disables the journal, so that every commit
+	// pays a syncfs and a directory fsync instead of one fdatasync.
+	JournalSize int64
 }
 
 // Problem is something wrong found in the repository: a path that could not
@@ -71,8 +75,9 @@ type Repo struct {
 
 	// serveMu guards serving: one Serve loop at a time.
 	serveMu sync.Mutex
-	// w is owned by the Serve loop (and by Open before it returns).
+	// w and j are owned by the Serve loop (and by Open before it returns).
 	w *objWriter
+	j *journal // nil when disabled
 
 	stats struct {
 		commits, updates, objects atomic.Uint64
@@ -115,6 +120,9 @@ func Open(gitDir string, opts Options) (*Repo, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.JournalSize == 0 {
+		opts.JournalSize = 8 << 20
+	}
 	if _, err := os.Stat(filepath.Join(gitDir, "HEAD")); errors.Is(err, os.ErrNotExist) {
 		_, err := git.PlainInitWithOptions(gitDir, &git.PlainInitOptions{
 			Bare:        true,
@@ -143,9 +151,14 @@ func Open(gitDir string, opts Options) (*Repo, error) {
 		closed: make(chan struct{}),
 		w:      newObjWriter(gitDir),
 	}
+	if opts.JournalSize > 0 {
+		if r.j, err = openJournal(gitDir, max(opts.JournalSize, 64<<10)); err != nil {
+			dirF.Close()
+			return nil, fmt.Errorf("meta: %s: %w", gitDir, err)
+		}
+	}
 	if err := r.load(); err != nil {
-		r.store.Close()
-		dirF.Close()
+		r.closeFiles()
 		return nil, err
 	}
 	return r, nil
@@ -163,6 +176,9 @@ func (r *Repo) load() error {
 	r.branch = string(head.Target())
 	if err := head.Target().Validate(); err != nil || !strings.HasPrefix(r.branch, "refs/heads/") {
 		return fmt.Errorf("meta: HEAD of %s names %q; want a branch", r.gitDir, r.branch)
+	}
+	if err := r.replay(); err != nil {
+		return fmt.Errorf("meta: replay journal of %s: %w", r.gitDir, err)
 	}
 	ref, err := r.store.Reference(head.Target())
 	if errors.Is(err, plumbing.ErrReferenceNotFound) {
@@ -387,9 +403,40 @@ func (r *Repo) Close() error {
 		close(r.closed)
 		r.serveMu.Lock() // wait for a running batch to finish
 		defer r.serveMu.Unlock()
-		err = errors.Join(r.store.Close(), r.dirF.Close())
+		err = r.closeFiles()
 	})
 	return err
+}
+
+func (r *Repo) closeFiles() error {
+	errs := []error{r.store.Close(), r.dirF.Close()}
+	if r.j != nil {
+		errs = append(errs, r.j.f.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// replay restores what the journal's live records hold (the objects of
+// commits acknowledged since the last checkpoint, and the branch), then
+// checkpoints.
+func (r *Repo) replay() error {
+	if r.j == nil {
+		return nil
+	}
+	recs, err := r.j.records()
+	if err != nil || len(recs) == 0 {
+		return err
+	}
+	for _, rec := range recs {
+		for _, o := range rec.objs {
+			if err := r.w.writeFile(o.id, o.file); err != nil {
+				return err
+			}
+		}
+	}
+	head := recs[len(recs)-1].head
+	r.log.Info("meta: replayed commit journal", "records", len(recs), "head", head)
+	return r.durableRef(head)
 }
 
 // Update runs fn inside the actor against the latest state, then commits.
@@ -518,6 +565,18 @@ func callFn(fn func(*Tx) error, tx *Tx) (err error) {
 // with one barrier, moves the branch atomically, and publishes.
 func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.Hash][]byte, msgs []string) error {
 	w := r.w
+	if r.j != nil && r.j.broken {
+		if err := r.checkpoint(); err != nil {
+			return fmt.Errorf("meta: commit: %w", err)
+		}
+	}
+	ok := false
+	defer func() {
+		if !ok && r.j != nil {
+			r.j.broken = true
+		}
+	}()
+	w.captured = w.captured[:0]
 	for h, d := range objs {
 		if err := w.write(h, "blob", d); err != nil {
 			return fmt.Errorf("meta: commit: %w", err)
@@ -532,49 +591,120 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 	if err := w.write(head, "commit", data); err != nil {
 		return fmt.Errorf("meta: commit: %w", err)
 	}
-	// The new ref value goes to a temp file before the barrier, so that
-	// after it the rename is the only thing left to make durable.
-	tmp := filepath.Join(r.gitDir, "delugefs-ref.tmp")
-	if err := os.WriteFile(tmp, []byte(head.String()+"\n"), 0o644); err != nil {
-		return fmt.Errorf("meta: commit: write ref: %w", err)
-	}
-	w.written = append(w.written, tmp)
-	r.stats.objects.Add(uint64(w.n))
-	syncStart := time.Now()
-	if err := w.syncObjects(r.dirF); err != nil {
-		return fmt.Errorf("meta: commit: %w", err)
-	}
-	ref := filepath.Join(r.gitDir, filepath.FromSlash(r.branch))
-	if err := os.Rename(tmp, ref); err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("meta: commit: move %s: %w", r.branch, err)
+	r.stats.objects.Add(uint64(len(w.captured)))
+	journaled := false
+	if r.j != nil {
+		rec := r.j.encodeRecord(head, w.captured)
+		if !r.j.fits(len(rec)) {
+			if err := r.checkpoint(); err != nil {
+				return fmt.Errorf("meta: commit: %w", err)
+			}
+			rec = r.j.encodeRecord(head, w.captured) // new epoch
 		}
-		// First commit on a repository whose refs/heads is missing.
-		if err := os.MkdirAll(filepath.Dir(ref), 0o755); err != nil {
+		if r.j.fits(len(rec)) {
+			syncStart := time.Now()
+			if err := r.j.append(rec); err != nil {
+				return fmt.Errorf("meta: commit: %w", err)
+			}
+			r.stats.syncNanos.Add(int64(time.Since(syncStart)))
+			// The ref moves without a barrier: replay restores it.
+			if err := r.moveRef(head); err != nil {
+				return fmt.Errorf("meta: commit: %w", err)
+			}
+			journaled = true
+		}
+	}
+	if !journaled {
+		syncStart := time.Now()
+		if err := r.durableRef(head); err != nil {
 			return fmt.Errorf("meta: commit: %w", err)
 		}
-		if err := os.Rename(tmp, ref); err != nil {
-			return fmt.Errorf("meta: commit: move %s: %w", r.branch, err)
-		}
+		r.stats.syncNanos.Add(int64(time.Since(syncStart)))
 	}
-	if err := syncDir(filepath.Dir(ref)); err != nil {
-		return fmt.Errorf("meta: commit: %w", err)
-	}
-	r.stats.syncNanos.Add(int64(time.Since(syncStart)))
+	ok = true
 	r.stats.commits.Add(1)
 	r.snap.Store(&Snapshot{root: root, count: count, head: head})
 	r.notify()
 	return nil
 }
 
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
+// moveRef points the branch at head (temp file, then rename). It makes
+// nothing durable.
+func (r *Repo) moveRef(head plumbing.Hash) error {
+	tmp, err := r.writeRefTemp(head)
 	if err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+		return err
 	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", dir, err)
+	return r.renameRef(tmp)
+}
+
+func (r *Repo) writeRefTemp(head plumbing.Hash) (string, error) {
+	tmp := filepath.Join(r.gitDir, "delugefs-ref.tmp")
+	if err := os.WriteFile(tmp, []byte(head.String()+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("write ref: %w", err)
+	}
+	return tmp, nil
+}
+
+func (r *Repo) renameRef(tmp string) error {
+	ref := filepath.Join(r.gitDir, filepath.FromSlash(r.branch))
+	if err := os.Rename(tmp, ref); err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("move %s: %w", r.branch, err)
+		}
+		// First commit on a repository whose refs/heads is missing.
+		if err := os.MkdirAll(filepath.Dir(ref), 0o755); err != nil {
+			return fmt.Errorf("move %s: %w", r.branch, err)
+		}
+		if err := os.Rename(tmp, ref); err != nil {
+			return fmt.Errorf("move %s: %w", r.branch, err)
+		}
+	}
+	r.w.written = append(r.w.written, ref, filepath.Dir(ref))
+	return nil
+}
+
+// durableRef makes every object written so far and the temp ref durable,
+// then renames the temp ref over the branch and fsyncs its directory, then
+// (with a journal) starts a new epoch so that no older record can move the
+// branch back on replay.
+func (r *Repo) durableRef(head plumbing.Hash) error {
+	tmp, err := r.writeRefTemp(head)
+	if err != nil {
+		return err
+	}
+	r.w.written = append(r.w.written, tmp)
+	if err := r.w.syncObjects(r.dirF); err != nil {
+		return err
+	}
+	if err := r.renameRef(tmp); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(filepath.Join(r.gitDir, filepath.FromSlash(r.branch)))); err != nil {
+		return err
+	}
+	r.w.written = r.w.written[:0]
+	if r.j != nil {
+		if err := r.j.newEpoch(); err != nil {
+			return err
+		}
+		r.j.broken = false
+	}
+	return nil
+}
+
+// checkpoint makes everything written so far durable (loose objects and the
+// branch) with one barrier, and starts a new journal epoch.
+func (r *Repo) checkpoint() error {
+	r.w.written = append(r.w.written, r.gitDir) // force the barrier
+	if err := r.w.syncObjects(r.dirF); err != nil {
+		return err
+	}
+	if r.j != nil {
+		if err := r.j.newEpoch(); err != nil {
+			return err
+		}
+		r.j.broken = false
 	}
 	return nil
 }

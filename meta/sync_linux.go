@@ -24,11 +24,25 @@ func (w *objWriter) syncObjects(dirFile *os.File) error {
 	return nil
 }
 
+func datasync(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }
+
 // lockRepo takes an exclusive lock on the repository so that two processes
 // never write one namespace; the kernel drops it when the process dies.
 func lockRepo(f *os.File) error {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return fmt.Errorf("meta: repository %s is in use by another process: %w", f.Name(), err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ package meta
 import (
 	"fmt"
 	"os"
+	"runtime"
 )
 
 // syncObjects makes every object written since the last call durable by
@@ -26,12 +27,22 @@ func fsyncPath(p string) error {
 		return fmt.Errorf("sync %s: %w", p, err)
 	}
 	defer f.Close()
+	if runtime.GOOS == "windows" {
+		// Directories cannot be flushed there; NTFS journals renames.
+		if st, err := f.Stat(); err == nil && st.IsDir() {
+			return nil
+		}
+	}
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("sync %s: %w", p, err)
 	}
 	return nil
 }
 
+func datasync(f *os.File) error { return f.Sync() }
+
 // lockRepo does nothing here: only one process may use a repository, and
 // nothing enforces it on this platform yet.
 func lockRepo(f *os.File) error { return nil }
+
+func syncDir(dir string) error { return fsyncPath(dir) }

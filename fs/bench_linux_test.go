@@ -1,0 +1,142 @@
+//go:build linux
+
+package fs_test
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/delugefs/delugefs/bench/passthrough"
+	"github.com/delugefs/delugefs/fs"
+	"github.com/delugefs/delugefs/fs/fstest"
+	"github.com/delugefs/delugefs/fs/mount"
+)
+
+// benchSize is the file size of the throughput benchmarks (DELUGEFS_BENCH_MB
+// overrides it).
+func benchSize() int64 {
+	if v, err := strconv.Atoi(os.Getenv("DELUGEFS_BENCH_MB")); err == nil && v > 0 {
+		return int64(v) << 20
+	}
+	return 1 << 30
+}
+
+// mounts returns the two mounts the benchmarks compare: a passthrough of a
+// plain directory and a DelugeFS node.
+func mounts(b *testing.B) map[string]string {
+	pt := fstest.Mount(b, passthrough.New(b.TempDir(), true), mount.Options{Name: "passthrough", ReaddirPlus: true})
+	n := fstest.Start(b, b.TempDir(), fs.Options{})
+	return map[string]string{"passthrough": pt, "delugefs": n.Dir}
+}
+
+// writeFile writes size bytes to p with 1 MiB writes.
+func writeFile(b *testing.B, p string, size int64) {
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for n := int64(0); n < size; n += int64(len(buf)) {
+		if _, err := f.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+var ddRate = regexp.MustCompile(`copied, ([0-9.]+) s`)
+
+// dd runs dd with bs=1M and returns MB/s.
+func dd(b *testing.B, args ...string) float64 {
+	out, err := exec.Command("dd", append(args, "bs=1M")...).CombinedOutput()
+	if err != nil {
+		b.Fatalf("dd %v: %v\n%s", args, err, out)
+	}
+	m := ddRate.FindSubmatch(out)
+	if m == nil {
+		b.Fatalf("dd output: %s", out)
+	}
+	sec, _ := strconv.ParseFloat(string(m[1]), 64)
+	return float64(benchSize()) / sec / 1e6
+}
+
+// BenchmarkDD measures sequential read and write+close with dd (bs=1M)
+// through both mounts, reporting MB/s of each and the ratio.
+func BenchmarkDD(b *testing.B) {
+	size := benchSize()
+	ms := mounts(b)
+	read := map[string]float64{}
+	write := map[string]float64{}
+	for b.Loop() {
+		for _, name := range []string{"passthrough", "delugefs"} {
+			p := filepath.Join(ms[name], "big")
+			write[name] += dd(b, "if=/dev/zero", "of="+p, fmt.Sprint("count=", size>>20), "conv=fsync")
+			read[name] += dd(b, "if="+p, "of=/dev/null")
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(read["passthrough"]/n, "MB/s-read-passthrough")
+	b.ReportMetric(read["delugefs"]/n, "MB/s-read-delugefs")
+	b.ReportMetric(read["delugefs"]/read["passthrough"], "read-ratio")
+	b.ReportMetric(write["passthrough"]/n, "MB/s-write-passthrough")
+	b.ReportMetric(write["delugefs"]/n, "MB/s-write-delugefs")
+	b.ReportMetric(write["delugefs"]/write["passthrough"], "write-ratio")
+}
+
+// BenchmarkRead reads a file sequentially with 1 MiB reads.
+func BenchmarkRead(b *testing.B) {
+	size := benchSize()
+	for name, dir := range mounts(b) {
+		p := filepath.Join(dir, "big")
+		writeFile(b, p, size)
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(size)
+			buf := make([]byte, 1<<20)
+			for b.Loop() {
+				f, err := os.Open(p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, buf); err != nil {
+					b.Fatal(err)
+				}
+				f.Close()
+			}
+		})
+	}
+}
+
+// BenchmarkRandRead4K reads 4 KiB blocks at random offsets, one reader.
+func BenchmarkRandRead4K(b *testing.B) {
+	const size = 256 << 20
+	for name, dir := range mounts(b) {
+		p := filepath.Join(dir, "f")
+		writeFile(b, p, size)
+		b.Run(name, func(b *testing.B) {
+			f, err := os.Open(p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			rng := rand.New(rand.NewPCG(1, 2))
+			buf := make([]byte, 4096)
+			for b.Loop() {
+				if _, err := f.ReadAt(buf, rng.Int64N(size/4096)*4096); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -60,19 +60,47 @@
 // Trees(base, a, b) and Trees(base, b, a) return the same Result, byte for
 // byte. For two peers that merge the same heads to make the same merge
 // commit, and so converge instead of merging each other's merges forever,
-// the caller must make everything else a function of the two heads too:
+// the caller must make everything else a function of the merged commits:
 //
 //   - parents sorted by commit id;
-//   - base: the merge base chosen deterministically when there are several
-//     (for example the one with the greatest commit time, ties broken by
-//     the smaller id);
-//   - Head.Node and Head.Time from the head commits themselves, never from
-//     the merging node or its clock: for a commit made by a node, its node
-//     id and commit time; for a merge commit, the greatest (time, node) of
-//     its parents' identities, found the same way;
+//   - base: a common ancestor chosen the same way on every peer when there
+//     are several (any common ancestor keeps the no-loss guarantee below;
+//     the latest one gives the fewest conflicts);
+//   - Head.Node and Head.Time from the commits themselves, never from the
+//     merging node or its clock: for a commit made by a node, its node id
+//     and commit time; for a merge commit, the greatest (time, node) of its
+//     parents' identities;
 //   - a fixed author and committer (name, e-mail), the commit time taken as
-//     the later of the parents' commit times, and a message built from the
-//     sorted parents and the Events only.
+//     the latest of the parents' commit times, and a message built from
+//     the sorted parents and the Events only.
+//
+// That is not enough when merges themselves are broadcast. Merging heads
+// pairwise (each node merges its head with each head it receives and tells
+// the others) converges in the tests with two or three nodes, but with
+// four or more and random delays it makes merge storms: A merges X with Y
+// while B merges Y with Z, then each merges the other's merge, and so on,
+// each merge a new head that needs merging (thousands of merge commits for
+// a hundred changes). What converges for any number of nodes (tested with
+// up to seven) is one canonical merge commit per set of joined changes:
+//
+//   - the frontier of two heads is the set of non-merge commits among their
+//     ancestors that no other such commit descends from;
+//   - a node that receives a head does nothing if the head is its own or an
+//     ancestor of it; otherwise its new head is the frontier's only commit,
+//     or the canonical merge of the frontier: parents the frontier sorted
+//     by id, tree the fold of Trees over the frontier in that order, each
+//     step against the latest common ancestor of what is merged so far and
+//     the next commit; it announces the head only when it made a new merge.
+//
+// Every node that knows the same changes then builds the same commit, and
+// once every change has reached every node all heads are equal. Merge
+// commits that stop being heads are no one's ancestor and can be
+// collected; every change stays in history.
+//
+// No file version is lost by either protocol: a version that a side holds
+// disappears from a merge only when the other side, after the merge base,
+// deleted or overwrote it (a later, deliberate change) or when it moves to
+// a conflict name.
 //
 // # Errors
 //

@@ -94,9 +94,15 @@ type testNode struct {
 	done chan error
 }
 
+// start runs Serve until ctx ends; its result goes to n.done.
+func (n *testNode) start(ctx context.Context) {
+	go func() { n.done <- n.Serve(ctx) }()
+}
+
 // startNodes starts one node per entry of knows; knows[i] lists the indices
-// of the nodes node i bootstraps from. Serve ends with ctx.
-func startNodes(t *testing.T, ctx context.Context, knows [][]int) []*testNode {
+// of the nodes node i bootstraps from. Serve ends with ctx. The nodes listed
+// in later are made but not started: the caller starts them.
+func startNodes(t *testing.T, ctx context.Context, knows [][]int, later ...int) []*testNode {
 	t.Helper()
 	nodes := make([]*testNode, len(knows))
 	for i := range knows {
@@ -112,8 +118,10 @@ func startNodes(t *testing.T, ctx context.Context, knows [][]int) []*testNode {
 			nodes[i].AddNode(nodes[k].Addr())
 		}
 	}
-	for _, n := range nodes {
-		go func() { n.done <- n.Serve(ctx) }()
+	for i, n := range nodes {
+		if !slices.Contains(later, i) {
+			n.start(ctx)
+		}
 	}
 	return nodes
 }
@@ -134,8 +142,8 @@ func stopNodes(t *testing.T, cancel context.CancelFunc, nodes []*testNode) {
 }
 
 // TestFindAnnouncedPeer runs a DHT of six nodes on loopback: A announces an
-// info-hash, E (which knows only D) finds A's address through get_peers, and
-// no node ever sends a packet to an address outside the test DHT.
+// info-hash, then E joins knowing only D and finds A's address through
+// get_peers; no node ever sends a packet to an address outside the test DHT.
 func TestFindAnnouncedPeer(t *testing.T) {
 	checkNoLeaks(t)
 	ctx, cancel := context.WithCancel(t.Context())
@@ -146,12 +154,12 @@ func TestFindAnnouncedPeer(t *testing.T) {
 		B: {A, C},
 		C: {A, D},
 		D: {C},
-		E: {D}, // E only knows D
-		F: {A, E},
-	})
+		E: {D}, // E only knows D, and starts after the announce
+		F: {A, B},
+	}, E)
 	waitFor(t, 5*time.Second, "every node to have another in its table", func() bool {
-		for _, n := range nodes {
-			if n.Stats().Nodes == 0 {
+		for i, n := range nodes {
+			if i != E && n.Stats().Nodes == 0 {
 				return false
 			}
 		}
@@ -167,6 +175,7 @@ func TestFindAnnouncedPeer(t *testing.T) {
 		t.Fatalf("A stats after announce: %+v, want 1 announce with acks", st)
 	}
 
+	nodes[E].start(ctx)
 	want := netip.AddrPortFrom(nodes[A].Addr().Addr(), port)
 	var got []netip.AddrPort
 	start := time.Now()
@@ -190,20 +199,27 @@ func TestFindAnnouncedPeer(t *testing.T) {
 	}
 	t.Logf("E found %v in %v (peers %v)", want, time.Since(start).Round(time.Millisecond), got)
 
-	// Each other node is told at most once, A never (not itself).
-	var received int64
-	for i, n := range nodes {
-		r := n.Stats().AnnouncesReceived
-		received += r
+	// Each other node is told at most once, A never (not itself). anacrolix
+	// counts a received announce in a goroutine of its own: wait for them.
+	acks := nodes[A].Stats().AnnounceAcks
+	var received []int64
+	waitFor(t, 5*time.Second, "the received announces to add up to A's acks", func() bool {
+		received = received[:0]
+		var sum int64
+		for _, n := range nodes {
+			r := n.Stats().AnnouncesReceived
+			received = append(received, r)
+			sum += r
+		}
+		return sum == acks
+	})
+	for i, r := range received {
 		if r > 1 || (i == A && r != 0) {
 			t.Errorf("node %d received %d announces", i, r)
 		}
 	}
-	if acks := nodes[A].Stats().AnnounceAcks; received != acks {
-		t.Errorf("A counted %d acks, the nodes %d announces", acks, received)
-	}
-	if st := nodes[E].Stats(); st.Lookups == 0 || st.PeersFound == 0 {
-		t.Errorf("E stats: %+v, want lookups and peers found", st)
+	if st := nodes[E].Stats(); st.Lookups == 0 || st.PeersFound == 0 || st.AnnouncesReceived != 0 {
+		t.Errorf("E stats: %+v, want lookups, peers found, and no announce received", st)
 	}
 
 	// Only packets to the test's own nodes.
@@ -445,6 +461,11 @@ func TestAddNodeLater(t *testing.T) {
 	if err := y.Announce(ctx, hy, 2222); err != nil {
 		t.Fatalf("y announce: %v", err)
 	}
+	// anacrolix stores an announced peer in a goroutine of its own, so the
+	// ack may come first.
+	waitFor(t, 5*time.Second, "both announces stored", func() bool {
+		return x.Stats().PeersStored == 1 && y.Stats().PeersStored == 1
+	})
 	for _, c := range []struct {
 		who  *testNode
 		hash bt.InfoHash

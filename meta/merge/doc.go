@@ -93,9 +93,10 @@
 //     the next commit; it announces the head only when it made a new merge.
 //
 // Every node that knows the same changes then builds the same commit, and
-// once every change has reached every node all heads are equal. Merge
-// commits that stop being heads are no one's ancestor and can be
-// collected; every change stays in history.
+// once every change has reached every node all heads are equal. A
+// canonical merge superseded before anyone committed on top of it is no
+// head's ancestor any more and can be collected; every change stays in
+// history.
 //
 // No file version is lost by either protocol: a version that a side holds
 // disappears from a merge only when the other side, after the merge base,

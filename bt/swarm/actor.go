@@ -364,7 +364,15 @@ func (a *actor) step() {
 func (a *actor) handle(e *event, now time.Time) error {
 	c := e.c
 	if c != nil && c.a.closed {
-		return nil // a late event of a closed connection
+		// A late event of a closed connection. A block it claimed and
+		// wrote is not reported: release the claim so that the block is
+		// taken from the peer the picker asks next.
+		if e.kind == evBlock && a.t != nil {
+			if blk, ok := a.t.blockID(e.index, e.begin, e.length); ok {
+				a.t.unclaim(blk)
+			}
+		}
+		return nil
 	}
 	switch e.kind {
 	case evBlock:

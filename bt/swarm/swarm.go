@@ -268,12 +268,12 @@ type PeerInfo struct {
 	Down, Up int64 // bytes per second
 	// AmChoking: we choke the peer; PeerChoking: it chokes us; likewise
 	// for interest.
-	AmChoking, PeerChoking         bool
-	AmInterested, PeerInterested   bool
-	Have                           int // pieces the peer has
-	Pipeline                       int // requests we let be outstanding on it
-	Outstanding                    int
-	Trusted, Optimistic, Seed      bool
+	AmChoking, PeerChoking       bool
+	AmInterested, PeerInterested bool
+	Have                         int // pieces the peer has
+	Pipeline                     int // requests we let be outstanding on it
+	Outstanding                  int
+	Trusted, Optimistic, Seed    bool
 }
 
 // Peers lists the connections.

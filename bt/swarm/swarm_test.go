@@ -3,8 +3,12 @@ package swarm_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"testing"
 	"time"
+
+	"github.com/delugefs/delugefs/bt"
 
 	"github.com/delugefs/delugefs/bt/swarm"
 	"github.com/delugefs/delugefs/bt/swarm/swarmtest"
@@ -64,5 +68,241 @@ func TestSeedToLeech(t *testing.T) {
 	}
 	if !leechNode.Store.Has(info.Hash()) {
 		t.Error("the store has no complete copy after the download")
+	}
+}
+
+func TestReadAtMiddleBeforeComplete(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(32<<20, 2)
+	seedNode := swarmtest.NewNode(t, swarm.Config{})
+	info := seedNode.Seed(data)
+	seedNode.Start(info)
+
+	leechNode := swarmtest.NewNode(t, swarm.Config{StreamOnly: true})
+	leech := leechNode.Start(info)
+	leech.AddPeer(seedNode.Addr)
+	r := leech.NewReader()
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, off := range []int64{int64(len(data)) / 2, 12345678, int64(len(data)) - 1000} {
+		buf := make([]byte, 100000)
+		n, err := r.ReadAt(ctx, buf, off)
+		if off+int64(len(buf)) > int64(len(data)) {
+			if err != io.EOF || n != len(data)-int(off) {
+				t.Fatalf("ReadAt at %d past the end: %d, %v", off, n, err)
+			}
+		} else if err != nil || n != len(buf) {
+			t.Fatalf("ReadAt at %d: %d, %v", off, n, err)
+		}
+		if !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
+			t.Fatalf("ReadAt at %d: wrong bytes", off)
+		}
+	}
+	p, err := leech.Progress(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Pieces == 0 || p.Pieces >= p.Total/2 {
+		t.Errorf("after three reads the leech has %d of %d pieces; want some, far from all", p.Pieces, p.Total)
+	}
+	select {
+	case <-leech.Done():
+		t.Error("a stream-only leech completed after three small reads")
+	default:
+	}
+	// The first and last pieces were fetched for the open reader.
+	if n, err := leech.ReadAt(ctx, make([]byte, 10), 0); err != nil || n != 10 {
+		t.Errorf("read of the first piece: %d, %v", n, err)
+	}
+}
+
+func TestReadAtNoPeers(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(1<<20, 3)
+	other := swarmtest.NewNode(t, swarm.Config{})
+	info := other.Seed(data)
+
+	wait := 300 * time.Millisecond
+	leechNode := swarmtest.NewNode(t, swarm.Config{NoPeerWait: wait})
+	leech := leechNode.Start(info)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := leech.ReadAt(ctx, make([]byte, 100), 500000)
+	took := time.Since(start)
+	if !errors.Is(err, swarm.ErrNoPeers) {
+		t.Fatalf("ReadAt without peers: %v, want ErrNoPeers", err)
+	}
+	if took < wait || took > wait+2*time.Second {
+		t.Errorf("ReadAt without peers failed after %v, want about %v", took, wait)
+	}
+
+	// A magnet swarm without peers fails the same way.
+	mag := leechNode.StartMagnet(bt.InfoHash{1, 2, 3})
+	if _, err := mag.ReadAt(ctx, make([]byte, 100), 0); !errors.Is(err, swarm.ErrNoPeers) {
+		t.Fatalf("magnet ReadAt without peers: %v, want ErrNoPeers", err)
+	}
+}
+
+func TestDeadSeedMidTransfer(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(24<<20, 4)
+	a := swarmtest.NewNode(t, swarm.Config{})
+	info := a.Seed(data)
+	seedA := a.Start(info)
+	b := swarmtest.NewNode(t, swarm.Config{})
+	b.Seed(data)
+	b.Start(info)
+
+	// 16 MB/s per connection: about a second with both seeds.
+	leechNode := swarmtest.NewNode(t, swarm.Config{Dial: throttledDial(16 << 20)})
+	leech := leechNode.Start(info)
+	leech.AddPeer(a.Addr)
+	leech.AddPeer(b.Addr)
+	waitFor(t, 20*time.Second, "the leech to get a quarter from both seeds", func() bool {
+		ps, _ := leech.Peers(context.Background())
+		p, _ := leech.Progress(context.Background())
+		busy := 0
+		for _, pi := range ps {
+			if pi.Outstanding > 0 {
+				busy++
+			}
+		}
+		return busy == 2 && p.Pieces >= p.Total/4
+	})
+	if err := a.Stop(seedA); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := leech.Progress(context.Background())
+	if p.Pieces == p.Total {
+		t.Fatal("the download finished before the seed was stopped")
+	}
+	waitDone(t, leech, 30*time.Second)
+	if got := readAll(t, leech); !bytes.Equal(got, data) {
+		t.Fatal("leech's blob differs")
+	}
+}
+
+func TestSilentPeer(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(4<<20, 5)
+	seedNode := swarmtest.NewNode(t, swarm.Config{})
+	info := seedNode.Seed(data)
+	seedNode.Start(info)
+	silent := newFakePeer(t, info.Hash(), true)
+
+	leechNode := swarmtest.NewNode(t, swarm.Config{RequestTimeout: time.Second, Dial: throttledDial(8 << 20)})
+	leech := leechNode.Start(info)
+	leech.AddPeer(silent.Addr())
+	waitFor(t, 10*time.Second, "requests to the silent peer", func() bool { return silent.Requests() > 0 })
+	leech.AddPeer(seedNode.Addr)
+	waitDone(t, leech, 30*time.Second)
+	if got := readAll(t, leech); !bytes.Equal(got, data) {
+		t.Fatal("leech's blob differs")
+	}
+}
+
+func TestCorruptPeerBanned(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(8<<20, 6)
+	seedNode := swarmtest.NewNode(t, swarm.Config{})
+	info := seedNode.Seed(data)
+	seedNode.Start(info)
+	liar := newFakePeer(t, info.Hash(), false)
+
+	bans := swarm.NewBanList()
+	leechNode := swarmtest.NewNode(t, swarm.Config{Bans: bans, BanDuration: time.Hour, Dial: throttledDial(8 << 20)})
+	leech := leechNode.Start(info)
+	leech.AddPeer(liar.Addr())
+	leech.AddPeer(seedNode.Addr)
+	waitDone(t, leech, 30*time.Second)
+	if got := readAll(t, leech); !bytes.Equal(got, data) {
+		t.Fatal("leech's blob differs")
+	}
+	if liar.Requests() == 0 {
+		t.Fatal("the liar got no request: the test proves nothing")
+	}
+	if !bans.Banned(liar.Addr(), time.Now()) {
+		t.Error("the liar is not banned")
+	}
+	if bans.Banned(seedNode.Addr, time.Now()) {
+		t.Error("the honest seed is banned")
+	}
+	// A banned peer is not dialed again.
+	leech.AddPeer(liar.Addr())
+	ps, _ := leech.Peers(context.Background())
+	for _, p := range ps {
+		if p.Addr == liar.Addr() {
+			t.Error("still connected to the liar")
+		}
+	}
+}
+
+func TestMagnet(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(3<<20+777, 8)
+	seedNode := swarmtest.NewNode(t, swarm.Config{})
+	info := seedNode.Seed(data)
+	seedNode.Start(info)
+
+	leechNode := swarmtest.NewNode(t, swarm.Config{})
+	leech := leechNode.StartMagnet(info.Hash())
+	if leech.Info() != nil {
+		t.Fatal("a magnet swarm knows its info before any peer")
+	}
+	leech.AddPeer(seedNode.Addr)
+	// A read issued before the info is known waits for it, then for its
+	// pieces.
+	buf := make([]byte, 5000)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if n, err := leech.ReadAt(ctx, buf, 1<<20); err != nil || n != len(buf) || !bytes.Equal(buf, data[1<<20:1<<20+5000]) {
+		t.Fatalf("ReadAt on a magnet swarm: %d, %v", n, err)
+	}
+	select {
+	case <-leech.Ready():
+	default:
+		t.Fatal("not ready after a read")
+	}
+	if leech.Info().Hash() != info.Hash() {
+		t.Fatal("fetched info has another hash")
+	}
+	waitDone(t, leech, 30*time.Second)
+	if got := readAll(t, leech); !bytes.Equal(got, data) {
+		t.Fatal("leech's blob differs")
+	}
+}
+
+// TestInboundAndSeedServes checks the listener direction: the seed dials
+// the leech, and the seed serves (unchokes) an inbound peer.
+func TestInbound(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(2<<20, 9)
+	seedNode := swarmtest.NewNode(t, swarm.Config{})
+	info := seedNode.Seed(data)
+	seed := seedNode.Start(info)
+	leechNode := swarmtest.NewNode(t, swarm.Config{})
+	leech := leechNode.Start(info)
+	seed.AddPeer(leechNode.Addr)
+	waitDone(t, leech, 30*time.Second)
+	if got := readAll(t, leech); !bytes.Equal(got, data) {
+		t.Fatal("leech's blob differs")
+	}
+	ps, err := seed.Peers(context.Background())
+	if err != nil || len(ps) != 1 || !ps[0].Outbound || ps[0].AmChoking {
+		t.Fatalf("seed's peers: %+v, %v", ps, err)
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
 	}
 }

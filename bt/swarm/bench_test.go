@@ -1,0 +1,103 @@
+package swarm_test
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/delugefs/delugefs/bt/swarm"
+	"github.com/delugefs/delugefs/bt/swarm/swarmtest"
+)
+
+// benchSize is the blob of the transfer benchmark: 256 MiB, or
+// DELUGEFS_BENCH_MIB.
+func benchSize(b *testing.B) int {
+	if s := os.Getenv("DELUGEFS_BENCH_MIB"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return n << 20
+	}
+	return 256 << 20
+}
+
+// BenchmarkTransfer moves a blob from one seed to one leech on loopback,
+// both in this process, and reports MB/s.
+func BenchmarkTransfer(b *testing.B) {
+	size := benchSize(b)
+	seedNode := swarmtest.NewNode(b, swarm.Config{})
+	info := seedNode.Seed(swarmtest.RandomData(size, 7))
+	seedNode.Start(info)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	for b.Loop() {
+		leechNode := swarmtest.NewNode(b, swarm.Config{})
+		leech := leechNode.Start(info)
+		leech.AddPeer(seedNode.Addr)
+		select {
+		case <-leech.Done():
+		case <-time.After(5 * time.Minute):
+			b.Fatal("transfer did not finish")
+		}
+		b.StopTimer()
+		leechNode.Close()
+		b.StartTimer()
+	}
+}
+
+// BenchmarkFirstByte measures the latency of a 16 KiB read at offset 0 and
+// at 50 % of a blob a connected leech does not have (stream-only, so
+// nothing else is downloading).
+func BenchmarkFirstByte(b *testing.B) {
+	size := benchSize(b)
+	seedNode := swarmtest.NewNode(b, swarm.Config{})
+	info := seedNode.Seed(swarmtest.RandomData(size, 7))
+	seedNode.Start(info)
+	for _, frac := range []struct {
+		name string
+		at   int64
+	}{{"offset0", 0}, {"offset50", int64(size) / 2}} {
+		b.Run(frac.name, func(b *testing.B) {
+			var total time.Duration
+			buf := make([]byte, 16<<10)
+			for b.Loop() {
+				b.StopTimer()
+				leechNode := swarmtest.NewNode(b, swarm.Config{StreamOnly: true})
+				leech := leechNode.Start(info)
+				leech.AddPeer(seedNode.Addr)
+				waitUnchoked(b, leech)
+				b.StartTimer()
+				start := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := leech.ReadAt(ctx, buf, frac.at)
+				cancel()
+				total += time.Since(start)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				leechNode.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/first-byte")
+		})
+	}
+}
+
+// waitUnchoked waits until the leech has a peer that unchoked it.
+func waitUnchoked(tb testing.TB, s *swarm.Swarm) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ps, _ := s.Peers(context.Background())
+		for _, p := range ps {
+			if !p.PeerChoking && p.Have > 0 {
+				return
+			}
+		}
+		time.Sleep(time.Millisecond) // polling a condition with a deadline
+	}
+	tb.Fatal("no peer unchoked the leech")
+}

@@ -62,6 +62,9 @@
 // # Concurrency
 //
 // All methods are safe for concurrent use. Announce and GetPeers wait for
-// Serve to be running (or their context to end) and are cut short when Serve
-// stops. Every lookup is bounded by Config.LookupTimeout.
+// Serve to be running (bounded only by their context) and are cut short,
+// with ErrStopped, when Serve stops. Once running, every lookup is bounded
+// by Config.LookupTimeout. Stats reads counters; the routing-table figures
+// and the anacrolix-side counters are zero when not serving and restart
+// from zero with each Serve.
 package dht

@@ -34,11 +34,12 @@ func (s *Server) Announce(ctx context.Context, h bt.InfoHash, port int) error {
 }
 
 // GetPeers looks up the peers of h, calling found once for each distinct
-// address, first those announced to this node, then as replies arrive (from this goroutine; found must not block for
-// long). It waits for Serve to be running and returns when the traversal
+// address: first those announced to this node, then others as replies
+// arrive. found runs on the caller's goroutine and must not block for long.
+// GetPeers waits for Serve to be running and returns when the traversal
 // ends (nil, even if no peer was found), ErrNoNodes or ErrNoResponse when
-// nobody could be asked, or the context's error (bounded by
-// Config.LookupTimeout).
+// nobody could be asked, ErrStopped when Serve stopped, or the context's
+// error (the traversal itself is bounded by Config.LookupTimeout).
 func (s *Server) GetPeers(ctx context.Context, h bt.InfoHash, found func(netip.AddrPort)) error {
 	s.lookups.Add(1)
 	if err := s.traverse(ctx, h, 0, found); err != nil {

@@ -39,7 +39,9 @@
 //   - a directory deleted on one side in which the other side added or
 //     modified something stays, with its marker (DirKept), and so do the
 //     added or modified entries (a modification beats a delete); what was
-//     only deleted below it stays deleted.
+//     only deleted below it stays deleted. (A side that removed only a
+//     directory's marker and kept entries below it made a change like any
+//     other: the marker is not put back.)
 //
 // A rename is a delete plus an add, so it never loses data: a file renamed
 // on one side and modified on the other is kept at both names.

@@ -55,8 +55,7 @@ const (
 	// contents are involved).
 	DirAttrs
 	// DirKept: Loser deleted directory Path, but the merge keeps something
-	// below it, so its marker is kept too (from Winner, or from the base
-	// when Winner is empty).
+	// below it, so Winner's marker of it is kept too.
 	DirKept
 )
 

@@ -2,7 +2,7 @@ package swarm_test
 
 import (
 	"context"
-	"io"
+	"log/slog"
 	"net"
 	"sync"
 	"testing"
@@ -44,25 +44,33 @@ func (t *throttled) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// fakeMode says how a fakePeer misbehaves.
+type fakeMode int
+
+const (
+	fakeLiar   fakeMode = iota // answers requests with garbage
+	fakeSilent                 // never answers requests
+	fakeBroken                 // sends a message with an unknown id
+)
+
 // fakePeer is a BitTorrent peer built on bt/wire that claims to have every
-// piece, unchokes everyone and answers requests with garbage (lie) or not
-// at all (silent).
+// piece, unchokes everyone and then misbehaves as its mode says.
 type fakePeer struct {
-	ln     net.Listener
-	hash   bt.InfoHash
-	silent bool
-	wg     sync.WaitGroup
+	ln   net.Listener
+	hash bt.InfoHash
+	mode fakeMode
+	wg   sync.WaitGroup
 
 	mu       sync.Mutex // guards requests
 	requests int
 }
 
-func newFakePeer(t *testing.T, hash bt.InfoHash, silent bool) *fakePeer {
+func newFakePeer(t *testing.T, hash bt.InfoHash, mode fakeMode) *fakePeer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &fakePeer{ln: ln, hash: hash, silent: silent}
+	p := &fakePeer{ln: ln, hash: hash, mode: mode}
 	p.wg.Go(p.accept)
 	t.Cleanup(func() {
 		ln.Close()
@@ -121,9 +129,6 @@ func (p *fakePeer) serve(nc net.Conn) {
 	var m wire.Message
 	for {
 		if err := r.Read(&m); err != nil {
-			if err != io.EOF {
-				return
-			}
 			return
 		}
 		if m.ID != wire.Request {
@@ -132,7 +137,11 @@ func (p *fakePeer) serve(nc net.Conn) {
 		p.mu.Lock()
 		p.requests++
 		p.mu.Unlock()
-		if p.silent {
+		switch p.mode {
+		case fakeSilent:
+			continue
+		case fakeBroken:
+			nc.Write([]byte{0, 0, 0, 3, 99, 1, 2}) // message id 99
 			continue
 		}
 		pm := wire.NewPiece(m.Index, m.Begin, garbage[:m.Length])
@@ -141,3 +150,57 @@ func (p *fakePeer) serve(nc net.Conn) {
 		}
 	}
 }
+
+// logRecorder is a slog handler that keeps the messages and attributes it
+// is given, for tests that check what was logged.
+type logRecorder struct {
+	mu    sync.Mutex // guards lines
+	lines []string
+	attrs []slog.Attr
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	line := rec.Message
+	for _, a := range r.attrs {
+		line += " " + a.String()
+	}
+	rec.Attrs(func(a slog.Attr) bool {
+		line += " " + a.String()
+		return true
+	})
+	r.mu.Lock()
+	r.lines = append(r.lines, line)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *logRecorder) WithAttrs(as []slog.Attr) slog.Handler {
+	return &logView{r: r, attrs: as}
+}
+
+func (r *logRecorder) WithGroup(string) slog.Handler { return r }
+
+func (r *logRecorder) Lines() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.lines...)
+}
+
+// logView is a logRecorder with attributes added.
+type logView struct {
+	r     *logRecorder
+	attrs []slog.Attr
+}
+
+func (v *logView) Enabled(context.Context, slog.Level) bool { return true }
+func (v *logView) Handle(ctx context.Context, rec slog.Record) error {
+	rec = rec.Clone()
+	rec.AddAttrs(v.attrs...)
+	return v.r.Handle(ctx, rec)
+}
+func (v *logView) WithAttrs(as []slog.Attr) slog.Handler {
+	return &logView{r: v.r, attrs: append(append([]slog.Attr(nil), v.attrs...), as...)}
+}
+func (v *logView) WithGroup(string) slog.Handler { return v }

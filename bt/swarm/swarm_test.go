@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -190,7 +192,7 @@ func TestSilentPeer(t *testing.T) {
 	seedNode := swarmtest.NewNode(t, swarm.Config{})
 	info := seedNode.Seed(data)
 	seedNode.Start(info)
-	silent := newFakePeer(t, info.Hash(), true)
+	silent := newFakePeer(t, info.Hash(), fakeSilent)
 
 	leechNode := swarmtest.NewNode(t, swarm.Config{RequestTimeout: time.Second, Dial: throttledDial(8 << 20)})
 	leech := leechNode.Start(info)
@@ -209,7 +211,7 @@ func TestCorruptPeerBanned(t *testing.T) {
 	seedNode := swarmtest.NewNode(t, swarm.Config{})
 	info := seedNode.Seed(data)
 	seedNode.Start(info)
-	liar := newFakePeer(t, info.Hash(), false)
+	liar := newFakePeer(t, info.Hash(), fakeLiar)
 
 	bans := swarm.NewBanList()
 	leechNode := swarmtest.NewNode(t, swarm.Config{Bans: bans, BanDuration: time.Hour, Dial: throttledDial(8 << 20)})
@@ -305,4 +307,102 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
 	}
+}
+
+func TestProtocolErrorClosesConnection(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(2<<20, 10)
+	seedNode := swarmtest.NewNode(t, swarm.Config{})
+	info := seedNode.Seed(data)
+	seedNode.Start(info)
+	broken := newFakePeer(t, info.Hash(), fakeBroken)
+
+	rec := &logRecorder{}
+	leechNode := swarmtest.NewNode(t, swarm.Config{Logger: slog.New(rec)})
+	leech := leechNode.Start(info)
+	leech.AddPeer(broken.Addr())
+	waitFor(t, 10*time.Second, "the broken peer's connection to close", func() bool {
+		for _, l := range rec.Lines() {
+			if strings.Contains(l, "peer closed") && strings.Contains(l, broken.Addr()) && strings.Contains(l, "unknown message") {
+				return true
+			}
+		}
+		return false
+	})
+	leech.AddPeer(seedNode.Addr)
+	waitDone(t, leech, 30*time.Second)
+	if got := readAll(t, leech); !bytes.Equal(got, data) {
+		t.Fatal("leech's blob differs")
+	}
+}
+
+func TestChoking(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(4<<20, 11)
+	seedNode := swarmtest.NewNode(t, swarm.Config{
+		UnchokeSlots:       1,
+		ChokeInterval:      100 * time.Millisecond,
+		OptimisticInterval: 200 * time.Millisecond,
+	})
+	info := seedNode.Seed(data)
+	seed := seedNode.Start(info)
+
+	var leeches []*swarm.Swarm
+	for range 3 {
+		n := swarmtest.NewNode(t, swarm.Config{Dial: throttledDial(4 << 20)})
+		l := n.Start(info)
+		l.AddPeer(seedNode.Addr)
+		leeches = append(leeches, l)
+	}
+	maxUnchoked := 0
+	timeout := time.After(30 * time.Second)
+	for _, l := range leeches {
+		for {
+			select {
+			case <-l.Done():
+			case <-time.After(5 * time.Millisecond):
+				ps, _ := seed.Peers(context.Background())
+				n := 0
+				for _, p := range ps {
+					if !p.AmChoking {
+						n++
+					}
+				}
+				maxUnchoked = max(maxUnchoked, n)
+				continue
+			case <-timeout:
+				t.Fatal("a leech did not finish")
+			}
+			break
+		}
+		if got := readAll(t, l); !bytes.Equal(got, data) {
+			t.Fatal("leech's blob differs")
+		}
+	}
+	if maxUnchoked > 2 {
+		t.Errorf("the seed unchoked %d peers at once; 1 regular + 1 optimistic allowed", maxUnchoked)
+	}
+}
+
+func TestTrustedAlwaysUnchoked(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(1<<20, 12)
+	seedNode := swarmtest.NewNode(t, swarm.Config{UnchokeSlots: 1, Trusted: func(string) bool { return true }})
+	info := seedNode.Seed(data)
+	seed := seedNode.Start(info)
+	for range 3 {
+		n := swarmtest.NewNode(t, swarm.Config{StreamOnly: true})
+		l := n.Start(info)
+		l.AddPeer(seedNode.Addr)
+	}
+	waitFor(t, 10*time.Second, "three trusted peers unchoked", func() bool {
+		ps, _ := seed.Peers(context.Background())
+		n := 0
+		for _, p := range ps {
+			if !p.AmChoking && p.Trusted {
+				n++
+			}
+		}
+		return n == 3
+	})
 }

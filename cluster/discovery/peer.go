@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -214,7 +215,7 @@ func (t *table) observe(now time.Time, s sighting) []Event {
 			return nil // resolved by the next full answer
 		}
 		e = &entry{addrs: map[netip.Addr]time.Time{}}
-		e.peer.Instance = s.instance
+		e.peer.Instance = strings.TrimSuffix(s.instance, "."+serviceName)
 		t.entries[s.instance] = e
 	}
 	before := e.peer

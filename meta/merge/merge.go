@@ -156,18 +156,31 @@ func (m *merger) walk() error {
 	var i, j, k int
 	var prev string
 	for step := 0; i < len(base) || j < len(a) || k < len(b); step++ {
-		// The smallest path among the three heads. The common case is one
-		// path in all three, found with two string comparisons.
+		// The smallest path among the three heads, and which heads hold
+		// it (bits 1, 2, 4: base, ours, theirs). In the common case all
+		// three hold one path and this costs two string comparisons.
 		var p string
-		have := false
+		src := 0
 		if i < len(base) {
-			p, have = base[i].Path, true
+			p, src = base[i].Path, 1
 		}
-		if j < len(a) && (!have || (a[j].Path != p && Compare(a[j].Path, p) < 0)) {
-			p, have = a[j].Path, true
+		if j < len(a) {
+			if src == 0 {
+				p, src = a[j].Path, 2
+			} else if c := comparePaths(a[j].Path, p); c == 0 {
+				src |= 2
+			} else if c < 0 {
+				p, src = a[j].Path, 2
+			}
 		}
-		if k < len(b) && (!have || (b[k].Path != p && Compare(b[k].Path, p) < 0)) {
-			p = b[k].Path
+		if k < len(b) {
+			if src == 0 {
+				p, src = b[k].Path, 4
+			} else if c := comparePaths(b[k].Path, p); c == 0 {
+				src |= 4
+			} else if c < 0 {
+				p, src = b[k].Path, 4
+			}
 		}
 		// Each step's path must be greater than the last one's: this
 		// catches any input that is unsorted or repeats a path.
@@ -176,17 +189,17 @@ func (m *merger) walk() error {
 		}
 		prev = p
 		var lb, la, lt Leaf
-		var hb, ha, ht bool
-		if i < len(base) && base[i].Path == p {
-			lb, hb = base[i].Leaf, true
+		hb, ha, ht := src&1 != 0, src&2 != 0, src&4 != 0
+		if hb {
+			lb = base[i].Leaf
 			i++
 		}
-		if j < len(a) && a[j].Path == p {
-			la, ha = a[j].Leaf, true
+		if ha {
+			la = a[j].Leaf
 			j++
 		}
-		if k < len(b) && b[k].Path == p {
-			lt, ht = b[k].Leaf, true
+		if ht {
+			lt = b[k].Leaf
 			k++
 		}
 		if err := checkEntry(Entry{p, firstLeaf(lb, hb, la, ha, lt, ht)}); err != nil {
@@ -201,6 +214,14 @@ func (m *merger) walk() error {
 		m.decide(p, lb, hb, la, ha, lt, ht)
 	}
 	return nil
+}
+
+// comparePaths is Compare with a fast path for equal paths.
+func comparePaths(x, y string) int {
+	if x == y {
+		return 0
+	}
+	return Compare(x, y)
 }
 
 func firstLeaf(lb Leaf, hb bool, la Leaf, ha bool, lt Leaf, ht bool) Leaf {

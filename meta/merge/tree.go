@@ -81,27 +81,20 @@ type Tree []Entry
 // that '/' sorts before every other byte. So a directory's descendants
 // follow it immediately: "a", "a/x", "a-b", "a.txt".
 func Compare(a, b string) int {
-	if a == b {
-		return 0
-	}
 	n := min(len(a), len(b))
-	i := 0
-	// Skip the common prefix eight bytes at a time.
-	for i+8 <= n && a[i:i+8] == b[i:i+8] {
-		i += 8
-	}
-	for ; i < n; i++ {
-		x, y := a[i], b[i]
-		if x == y {
+	x, y := a[:n], b[:n]
+	for i := 0; i < len(x) && i < len(y); i++ {
+		c, d := x[i], y[i]
+		if c == d {
 			continue
 		}
-		if x == '/' {
+		if c == '/' {
 			return -1
 		}
-		if y == '/' {
+		if d == '/' {
 			return 1
 		}
-		if x < y {
+		if c < d {
 			return -1
 		}
 		return 1

@@ -186,6 +186,14 @@ func TestAgainstNaive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		swapped, err := Trees(FromMap(base), b, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, swapped) {
+			t.Fatalf("iteration %d: not symmetric:\n%v %v\n%v %v", iter,
+				fmtMap(got.Tree.Map()), got.Events, fmtMap(swapped.Tree.Map()), swapped.Events)
+		}
 		want := naive(base, ours, theirs, &a, &b)
 		if len(want.Events) == 0 {
 			want.Events = nil

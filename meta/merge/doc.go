@@ -14,7 +14,8 @@
 // order of a depth-first walk over directories whose children are sorted by
 // name; FromMap builds a Tree from a map. The merge is one linear walk over
 // the three sorted slices, plus a binary search per conflict: merging two
-// heads that differ in 10,000 of 100,000 paths takes a few milliseconds.
+// heads that differ in 10,000 of 100,000 paths takes about 10 ms of CPU
+// (BenchmarkTrees).
 //
 // # Rules
 //

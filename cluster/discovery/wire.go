@@ -346,4 +346,3 @@ func buildResponse(instance, host string, port uint16, in Info, addr netip.Addr,
 	}
 	return b, nil
 }
-

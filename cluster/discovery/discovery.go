@@ -34,7 +34,7 @@ type Config struct {
 	// node answers, which refreshes it. Default DefaultInterval.
 	Interval time.Duration
 	// TTL is how long a peer stays up without being heard; default
-	// DefaultTTL. It is also the TTL of the records this node announces
+	// DefaultTTL, at least two Intervals. It is also the TTL of the records this node announces
 	// (rounded up to whole seconds) and the hold-down after
 	// PeerUnreachable.
 	TTL time.Duration
@@ -102,6 +102,9 @@ func New(cfg Config) (*Discovery, error) {
 	cfg.setDefaults()
 	if err := cfg.Info.validate(); err != nil {
 		return nil, err
+	}
+	if cfg.TTL < 2*cfg.Interval {
+		return nil, fmt.Errorf("%w: TTL %v is under two query intervals (%v)", ErrInvalid, cfg.TTL, cfg.Interval)
 	}
 	d := &Discovery{
 		cfg:      cfg,

@@ -228,3 +228,39 @@ func netnsList(t *testing.T) string {
 	}
 	return string(out)
 }
+
+// TestRealHostsSharedHost runs two nodes on one host (as one process
+// with two disks would) and one on another: all find each other, the
+// two neighbours through the multicast loopback of their real link.
+func TestRealHostsSharedHost(t *testing.T) {
+	nw := netnstest.New(t, 2)
+	vol := randomID(t, "vol")
+	type run struct {
+		host int
+		id   string
+	}
+	runs := []run{{0, "n0"}, {0, "n0b"}, {1, "n1"}}
+	var views []*hostView
+	for _, r := range runs {
+		p := nw.Hosts[r.host].StartChild("discovery", "-vol", vol, "-node", r.id,
+			"-interval", testInterval.String(), "-ttl", testTTL.String())
+		views = append(views, &hostView{name: r.id, p: p, members: map[string]discovery.Peer{}})
+	}
+	for i, v := range views {
+		var want []string
+		for j, r := range runs {
+			if j != i {
+				want = append(want, r.id)
+			}
+		}
+		v.until(t, 10*time.Second, "the other two", hasExactly(want...))
+		for j, r := range runs {
+			if j == i {
+				continue
+			}
+			if p := v.members[r.id]; len(p.Addrs) != 1 || p.Addrs[0] != nw.Hosts[r.host].Addr {
+				t.Errorf("%s sees %s at %v, want %v", v.name, r.id, p.Addrs, nw.Hosts[r.host].Addr)
+			}
+		}
+	}
+}

@@ -173,7 +173,7 @@ func Get(ctx context.Context, cfg GetConfig) error {
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- serve(sctx, sw, reg, ln, cfg.Logger, peers) }() // ends with stop()
-	got, err := watch(ctx, sw, cfg, start, served)
+	got, err := watch(ctx, sw, cfg, peers, start, served)
 	stop()
 	if serr := <-served; err == nil {
 		err = serr
@@ -205,7 +205,7 @@ func Get(ctx context.Context, cfg GetConfig) error {
 // watch waits until sw is complete, reporting progress, and fails when
 // nothing arrives for cfg.Timeout, when ctx ends, or when the swarm stops.
 // It returns the bytes verified last it looked (-1: never).
-func watch(ctx context.Context, sw *swarm.Swarm, cfg GetConfig, start time.Time, served <-chan error) (last int64, err error) {
+func watch(ctx context.Context, sw *swarm.Swarm, cfg GetConfig, peers []string, start time.Time, served <-chan error) (last int64, err error) {
 	tick := time.NewTicker(cfg.ProgressEvery)
 	defer tick.Stop()
 	last = -1
@@ -246,7 +246,7 @@ func watch(ctx context.Context, sw *swarm.Swarm, cfg GetConfig, start time.Time,
 				continue
 			}
 			if now.Sub(lastChange) >= cfg.Timeout {
-				return last, noData(ctx, sw, cfg.Timeout, p)
+				return last, noData(ctx, sw, peers, cfg.Timeout, p)
 			}
 		}
 	}
@@ -260,8 +260,8 @@ func (cfg GetConfig) nameOf(info *bt.Info) string {
 	return cfg.Source.Magnet.Name
 }
 
-// noData explains why nothing arrived.
-func noData(ctx context.Context, sw *swarm.Swarm, d time.Duration, p swarm.Progress) error {
+// noData explains why nothing arrived from the peers given.
+func noData(ctx context.Context, sw *swarm.Swarm, given []string, d time.Duration, p swarm.Progress) error {
 	peers, _ := sw.Peers(ctx)
 	what := "no piece"
 	if p.Total == 0 {
@@ -269,7 +269,7 @@ func noData(ctx context.Context, sw *swarm.Swarm, d time.Duration, p swarm.Progr
 	}
 	switch {
 	case len(peers) == 0:
-		return fmt.Errorf("%w: %s arrived in %v and no peer is connected (unreachable, refused, or not in this swarm)", ErrNoData, what, d)
+		return fmt.Errorf("%w: %s arrived in %v and no peer is connected: %s", ErrNoData, what, d, probe(ctx, given))
 	case p.Total == 0:
 		return fmt.Errorf("%w: %s arrived in %v from %d connected peers", ErrNoData, what, d, len(peers))
 	}
@@ -289,4 +289,24 @@ func noData(ctx context.Context, sw *swarm.Swarm, d time.Duration, p swarm.Progr
 		return fmt.Errorf("%w: the %d peers with pieces all choke us (%v without progress)", ErrNoData, useful, d)
 	}
 	return fmt.Errorf("%w: %d of %d pieces verified, none more in %v from %d peers", ErrNoData, p.Pieces, p.Total, d, len(peers))
+}
+
+// probe says why each address is not a peer: unreachable, or reachable
+// but not trading this torrent.
+func probe(ctx context.Context, addrs []string) string {
+	if len(addrs) == 0 {
+		return "none was given and none connected to us"
+	}
+	var why []string
+	for _, a := range addrs {
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(ctx, "tcp", a)
+		if err != nil {
+			why = append(why, err.Error())
+			continue
+		}
+		c.Close()
+		why = append(why, a+" accepts connections but not for this torrent (or it closed ours)")
+	}
+	return strings.Join(why, "; ")
 }

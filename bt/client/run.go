@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -14,16 +15,33 @@ import (
 	"github.com/delugefs/delugefs/bt/swarm"
 )
 
+// redialEvery is how often serve asks the swarm to dial the given peers
+// it is not connected to (the swarm ignores those it is connected to).
+const redialEvery = time.Second
+
 // serve runs sw and, when ln is not nil, a listener routing to reg on ln,
-// after asking sw to dial peers. It returns when ctx ends (nil) or either
-// fails.
+// and keeps asking sw to dial peers: a peer that drops us, or restarts, or
+// starts a new download of the same torrent (aria2c does, after fetching a
+// magnet's metadata) is found again. It returns when ctx ends (nil) or
+// either fails.
 func serve(ctx context.Context, sw *swarm.Swarm, reg *swarm.Registry, ln net.Listener, log *slog.Logger, peers []string) error {
-	for _, p := range peers {
-		if err := sw.AddPeer(p); err != nil {
-			return fmt.Errorf("add peer %s: %w", p, err)
-		}
-	}
 	g, gctx := errgroup.WithContext(ctx)
+	if len(peers) > 0 {
+		g.Go(func() error { // the dialer; returns when gctx ends
+			tick := time.NewTicker(redialEvery)
+			defer tick.Stop()
+			for {
+				for _, p := range peers {
+					sw.AddPeer(p) // fails only once the swarm stops, and then gctx ends too
+				}
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-tick.C:
+				}
+			}
+		})
+	}
 	g.Go(func() error { // the swarm actor; returns when gctx ends
 		if err := sw.Serve(gctx); err != nil {
 			return fmt.Errorf("swarm %v: %w", sw.InfoHash(), err)

@@ -1,0 +1,185 @@
+package client_test
+
+// Interoperability with stock clients, both directions and by magnet link,
+// on loopback. Every transfer is checked byte for byte.
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+
+	"github.com/delugefs/delugefs/bt"
+	"github.com/delugefs/delugefs/bt/client"
+	"github.com/delugefs/delugefs/bt/swarm/swarmtest"
+)
+
+// interopSize is not a multiple of the piece length: the last piece is short.
+const interopSize = 3<<20 + 12345
+
+// interopData writes the data and its torrent (64 KiB pieces: many of them)
+// into a new directory.
+func interopData(t *testing.T, seed uint64) (string, []byte, *bt.MetaInfo) {
+	t.Helper()
+	path, data := writeData(t, t.TempDir(), "interop.bin", interopSize, seed)
+	return path, data, createTorrent(t, path, 64<<10)
+}
+
+// anacrolixGet downloads through an anacrolix client t that it waits on.
+func anacrolixGet(t *testing.T, cl *torrent.Client, tt *torrent.Torrent, dir string, data []byte) {
+	t.Helper()
+	waitFlag(t, "anacrolix got the info", tt.GotInfo(), 30*time.Second)
+	tt.DownloadAll()
+	waitFlag(t, "anacrolix download complete", tt.Complete().On(), 60*time.Second)
+	checkFile(t, filepath.Join(dir, tt.Info().Name), data)
+}
+
+func TestOurSeedToAnacrolix(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	path, data, mi := interopData(t, 10)
+	s := startSeeder(t, mi, path)
+	dir := t.TempDir()
+	cl := newAnacrolix(t, dir)
+	tt, err := cl.AddTorrent(theirMetaInfo(t, mi))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt.AddPeers([]torrent.PeerInfo{{Addr: addrString(s.Addr()), Trusted: true}})
+	anacrolixGet(t, cl, tt, dir, data)
+}
+
+func TestOurSeedToAnacrolixMagnet(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	path, data, mi := interopData(t, 11)
+	s := startSeeder(t, mi, path)
+	dir := t.TempDir()
+	cl := newAnacrolix(t, dir)
+	// Their magnet parser takes our link, x.pe and all (BEP 9).
+	tt, err := cl.AddMagnet(s.Magnet().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tt.InfoHash() != metainfo.Hash(mi.Info.Hash()) {
+		t.Fatalf("anacrolix reads info-hash %v from our magnet, want %v", tt.InfoHash(), mi.Info.Hash())
+	}
+	anacrolixGet(t, cl, tt, dir, data)
+	if got := tt.Metainfo().InfoBytes; string(got) != string(mi.Info.Bencode()) {
+		t.Errorf("anacrolix fetched an info dictionary of %d bytes that differs from ours (%d)", len(got), len(mi.Info.Bencode()))
+	}
+}
+
+func TestAnacrolixSeedToOurGet(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	_, data, mi := interopData(t, 12)
+	cl := anacrolixSeed(t, mi, data)
+	out := filepath.Join(t.TempDir(), "out.bin")
+	if err := get(t, client.Source{MetaInfo: mi}, out, anacrolixAddr(cl)); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+}
+
+func TestAnacrolixSeedToOurGetMagnet(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	_, data, mi := interopData(t, 13)
+	cl := anacrolixSeed(t, mi, data)
+	src, err := client.ParseSource(client.MagnetOf(mi, []string{anacrolixAddr(cl)}).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.bin")
+	if err := get(t, src, out); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+}
+
+// aria2 cannot be given a peer address (no x.pe, no option): when it
+// downloads, our seeder dials it, which BitTorrent allows either way.
+
+func TestOurSeedToAria2(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	path, data, mi := interopData(t, 20)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a := startAria2(ctx, t, "--seed-time=0", "-d", dir, path+".torrent")
+	if err := a.out.waitFor(a.exited, 20*time.Second, "listening on TCP port"); err != nil {
+		t.Fatalf("aria2c: %v", err)
+	}
+	startSeeder(t, mi, path, a.addr)
+	if err := a.wait(t, 50*time.Second); err != nil {
+		t.Fatalf("aria2c: %v", err)
+	}
+	checkFile(t, filepath.Join(dir, mi.Info.Name), data)
+}
+
+func TestOurSeedToAria2Magnet(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	path, data, mi := interopData(t, 21)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a := startAria2(ctx, t, "--seed-time=0", "-d", dir, client.MagnetOf(mi, nil).String())
+	if err := a.out.waitFor(a.exited, 20*time.Second, "listening on TCP port"); err != nil {
+		t.Fatalf("aria2c: %v", err)
+	}
+	// aria2c fetches the info dictionary from us (BEP 9), then starts the
+	// download proper as a new one, which our seeder dials again.
+	startSeeder(t, mi, path, a.addr)
+	if err := a.wait(t, 50*time.Second); err != nil {
+		t.Fatalf("aria2c: %v", err)
+	}
+	checkFile(t, filepath.Join(dir, mi.Info.Name), data)
+}
+
+// aria2Seed runs aria2c seeding data under the torrent at tpath.
+func aria2Seed(ctx context.Context, t *testing.T, mi *bt.MetaInfo, tpath string, data []byte) *aria2 {
+	t.Helper()
+	dir := t.TempDir()
+	copyTo(t, filepath.Join(dir, mi.Info.Name), data)
+	a := startAria2(ctx, t, "--check-integrity=true", "--seed-ratio=0.0", "-d", dir, tpath)
+	if err := a.out.waitFor(a.exited, 30*time.Second, "Verification finished successfully", "listening on TCP port"); err != nil {
+		t.Fatalf("aria2c seed: %v", err)
+	}
+	return a
+}
+
+func TestAria2SeedToOurGet(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	path, data, mi := interopData(t, 22)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a := aria2Seed(ctx, t, mi, path+".torrent", data)
+	out := filepath.Join(t.TempDir(), "out.bin")
+	if err := get(t, client.Source{MetaInfo: mi}, out, a.addr); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+}
+
+func TestAria2SeedToOurGetMagnet(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	path, data, mi := interopData(t, 23)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a := aria2Seed(ctx, t, mi, path+".torrent", data)
+	src, err := client.ParseSource(client.MagnetOf(mi, []string{a.addr}).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out.bin")
+	if err := get(t, src, out); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+}
+
+// addrString makes a host:port usable as anacrolix's PeerRemoteAddr.
+type addrString string
+
+func (a addrString) String() string { return string(a) }
+

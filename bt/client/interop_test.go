@@ -182,4 +182,3 @@ func TestAria2SeedToOurGetMagnet(t *testing.T) {
 type addrString string
 
 func (a addrString) String() string { return string(a) }
-

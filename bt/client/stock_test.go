@@ -254,4 +254,3 @@ func copyTo(t testing.TB, dst string, data []byte) {
 		t.Fatal(err)
 	}
 }
-

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,7 +34,9 @@ func BenchmarkTransfer(b *testing.B) {
 	seedNode.Start(info)
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
+	var cpu time.Duration
 	for b.Loop() {
+		before := cpuTime()
 		leechNode := swarmtest.NewNode(b, swarm.Config{})
 		leech := leechNode.Start(info)
 		leech.AddPeer(seedNode.Addr)
@@ -43,9 +46,20 @@ func BenchmarkTransfer(b *testing.B) {
 			b.Fatal("transfer did not finish")
 		}
 		b.StopTimer()
+		cpu += cpuTime() - before
 		leechNode.Close()
 		b.StartTimer()
 	}
+	// CPU time of both ends per GiB: what the transfer costs whatever else
+	// runs on the machine (2 cores give 2 CPU-seconds per second).
+	b.ReportMetric(cpu.Seconds()/float64(b.N)/(float64(size)/(1<<30)), "cpu-s/GiB")
+}
+
+// cpuTime returns the CPU time (user and system) the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkFirstByte measures the latency of a 16 KiB read at offset 0 and
@@ -85,6 +99,45 @@ func BenchmarkFirstByte(b *testing.B) {
 			b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/first-byte")
 		})
 	}
+}
+
+// BenchmarkFirstByteBusy measures the latency of a 16 KiB read at 90 % of
+// the blob while the leech is busy downloading the rest from the start:
+// the read must jump the queue.
+func BenchmarkFirstByteBusy(b *testing.B) {
+	size := benchSize(b)
+	seedNode := swarmtest.NewNode(b, swarm.Config{})
+	info := seedNode.Seed(swarmtest.RandomData(size, 7))
+	seedNode.Start(info)
+	var total time.Duration
+	buf := make([]byte, 16<<10)
+	at := int64(size) / 10 * 9
+	for b.Loop() {
+		b.StopTimer()
+		leechNode := swarmtest.NewNode(b, swarm.Config{})
+		leech := leechNode.Start(info)
+		leech.AddPeer(seedNode.Addr)
+		for {
+			p, _ := leech.Progress(context.Background())
+			if p.Pieces >= p.Total/20 {
+				break
+			}
+			time.Sleep(time.Millisecond) // polling a condition
+		}
+		b.StartTimer()
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := leech.ReadAt(ctx, buf, at)
+		cancel()
+		total += time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		leechNode.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/first-byte")
 }
 
 // waitUnchoked waits until the leech has a peer that unchoked it.

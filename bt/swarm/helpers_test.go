@@ -2,6 +2,7 @@ package swarm_test
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -51,6 +52,7 @@ const (
 	fakeLiar   fakeMode = iota // answers requests with garbage
 	fakeSilent                 // never answers requests
 	fakeBroken                 // sends a message with an unknown id
+	fakeMute                   // sends nothing after the handshake
 )
 
 // fakePeer is a BitTorrent peer built on bt/wire that claims to have every
@@ -61,8 +63,9 @@ type fakePeer struct {
 	mode fakeMode
 	wg   sync.WaitGroup
 
-	mu       sync.Mutex // guards requests
+	mu       sync.Mutex // guards requests and conns
 	requests int
+	conns    int
 }
 
 func newFakePeer(t *testing.T, hash bt.InfoHash, mode fakeMode) *fakePeer {
@@ -85,6 +88,13 @@ func (p *fakePeer) Requests() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.requests
+}
+
+// Conns returns the number of handshakes done.
+func (p *fakePeer) Conns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conns
 }
 
 func (p *fakePeer) accept() {
@@ -115,7 +125,14 @@ func (p *fakePeer) serve(nc net.Conn) {
 	if err := wire.WriteHandshake(nc, wire.Handshake{Reserved: wire.ReservedFast, InfoHash: p.hash, PeerID: id}); err != nil {
 		return
 	}
+	p.mu.Lock()
+	p.conns++
+	p.mu.Unlock()
 	w := wire.NewWriter(nc)
+	if p.mode == fakeMute {
+		io.Copy(io.Discard, nc)
+		return
+	}
 	w.Queue(&wire.Message{ID: wire.HaveAll})
 	w.Queue(&wire.Message{ID: wire.Unchoke})
 	if w.Flush() != nil {

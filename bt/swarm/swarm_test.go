@@ -406,3 +406,37 @@ func TestTrustedAlwaysUnchoked(t *testing.T) {
 		return n == 3
 	})
 }
+
+func TestKeepAliveAndIdleTimeout(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(1<<20, 16)
+	idle := swarm.Config{KeepAlive: 50 * time.Millisecond, IdleTimeout: 400 * time.Millisecond, StreamOnly: true}
+	seedNode := swarmtest.NewNode(t, idle)
+	info := seedNode.Seed(data)
+	seedNode.Start(info)
+	leechNode := swarmtest.NewNode(t, idle)
+	leech := leechNode.Start(info)
+	leech.AddPeer(seedNode.Addr)
+	waitFor(t, 10*time.Second, "the connection", func() bool {
+		ps, _ := leech.Peers(context.Background())
+		return len(ps) == 1
+	})
+	// Nothing but keep-alives flows for several idle timeouts: the
+	// connection must stay.
+	end := time.Now().Add(1500 * time.Millisecond)
+	for time.Now().Before(end) {
+		if ps, _ := leech.Peers(context.Background()); len(ps) != 1 {
+			t.Fatal("an idle connection with keep-alives was closed")
+		}
+		time.Sleep(20 * time.Millisecond) // sampling over a fixed period
+	}
+
+	// A peer that sends nothing at all is dropped after the idle timeout.
+	silent := newFakePeer(t, info.Hash(), fakeMute)
+	leech.AddPeer(silent.Addr())
+	waitFor(t, 10*time.Second, "the mute peer to connect", func() bool { return silent.Conns() > 0 })
+	waitFor(t, 10*time.Second, "the mute peer to be dropped", func() bool {
+		ps, _ := leech.Peers(context.Background())
+		return len(ps) == 1
+	})
+}

@@ -53,43 +53,44 @@ func BenchmarkCommit(b *testing.B) {
 		if c.flat {
 			layout = "flat"
 		}
-		s := metatest.Serve(b, filepath.Join(b.TempDir(), "meta.git"), meta.Options{})
-		fill(b, s, c.files, c.flat)
-		target := "d0"
-		if c.flat {
-			target = "flat"
-		}
-		var seq atomic.Int64
-		for _, writers := range []int{1, 32} {
-			b.Run(fmt.Sprintf("files=%d/%s/writers=%d", c.files, layout, writers), func(b *testing.B) {
-				b.ReportAllocs()
-				b.SetParallelism(writers) // times GOMAXPROCS
-				before := s.Stats()
-				start := time.Now()
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						i := seq.Add(1)
-						p := target + "/new" + strconv.FormatInt(i, 10)
-						if err := s.Update(context.Background(), "write "+p, func(tx *meta.Tx) error {
-							return tx.Put(p, metatest.File(4096, uint64(i)+1<<40, 0o644, i))
-						}); err != nil {
-							b.Error(err)
-							return
+		b.Run(fmt.Sprintf("files=%d/%s", c.files, layout), func(b *testing.B) {
+			s := metatest.Serve(b, filepath.Join(b.TempDir(), "meta.git"), meta.Options{})
+			fill(b, s, c.files, c.flat)
+			target := "d0"
+			if c.flat {
+				target = "flat"
+			}
+			var seq atomic.Int64
+			for _, writers := range []int{1, 32} {
+				b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+					b.ReportAllocs()
+					b.SetParallelism(writers) // times GOMAXPROCS
+					before := s.Stats()
+					start := time.Now()
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							i := seq.Add(1)
+							p := target + "/new" + strconv.FormatInt(i, 10)
+							if err := s.Update(context.Background(), "write "+p, func(tx *meta.Tx) error {
+								return tx.Put(p, metatest.File(4096, uint64(i)+1<<40, 0o644, i))
+							}); err != nil {
+								b.Error(err)
+								return
+							}
 						}
+					})
+					el := time.Since(start).Seconds()
+					after := s.Stats()
+					commits := after.Commits - before.Commits
+					b.ReportMetric(float64(b.N)/el, "creates/s")
+					b.ReportMetric(float64(commits)/el, "commits/s")
+					if commits > 0 {
+						b.ReportMetric(float64((after.SyncTime-before.SyncTime).Microseconds())/float64(commits), "µs-sync/commit")
+						b.ReportMetric(float64(after.Objects-before.Objects)/float64(commits), "objects/commit")
 					}
 				})
-				el := time.Since(start).Seconds()
-				b.ReportMetric(float64(b.N)/el, "creates/s")
-				after := s.Stats()
-				commits := after.Commits - before.Commits
-				b.ReportMetric(float64(commits)/el, "commits/s")
-				if commits > 0 {
-					b.ReportMetric(float64((after.SyncTime-before.SyncTime).Microseconds())/float64(commits), "µs-sync/commit")
-					b.ReportMetric(float64(after.Objects-before.Objects)/float64(commits), "objects/commit")
-				}
-			})
-		}
-		s.Stop()
+			}
+		})
 	}
 }
 

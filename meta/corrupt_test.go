@@ -2,6 +2,7 @@ package meta
 
 import (
 	"crypto/sha1"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -114,7 +115,7 @@ func TestCorruptManifests(t *testing.T) {
 	writeRaw(t, r, ents)
 	r.Close()
 
-	r, err = Open(dir, Options{})
+	r, err = Open(dir, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatalf("Open of a repository with corrupt manifests: %v", err)
 	}

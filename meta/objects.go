@@ -20,22 +20,32 @@ type objWriter struct {
 	dir     string          // the bare repository
 	haveDir map[string]bool // objects/xx directories known to exist
 	written []string        // files and directories made since the last sync
-	// captured collects the loose files written since it was last reset,
-	// for the journal record of a commit.
-	captured []journalObj
-	zw       *zlib.Writer
-	buf      bytes.Buffer
-	n        int // objects written since the last sync (for tests and stats)
+	// pending holds the loose-object files of the current commit, made
+	// (compressed) but not yet written: they go into the commit's journal
+	// record first, then to their files (flush) after the callers are
+	// answered, off the latency path.
+	pending []journalObj
+	zw      *zlib.Writer // BestSpeed, for small objects
+	zwBig   *zlib.Writer // NoCompression, for objects over bigObject
+	buf     bytes.Buffer
+	n       int // objects written since the last sync (for tests and stats)
 }
+
+// bigObject is the size above which objects (the trees of huge
+// directories) are stored without compression: mostly SHA-1s, they gain
+// little, and deflating megabytes on every commit would cost more than the
+// commit's I/O. git gc compresses them later.
+const bigObject = 256 << 10
 
 func newObjWriter(gitDir string) *objWriter {
 	zw, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed)
-	return &objWriter{dir: gitDir, haveDir: make(map[string]bool), zw: zw}
+	zwBig, _ := zlib.NewWriterLevel(nil, zlib.NoCompression)
+	return &objWriter{dir: gitDir, haveDir: make(map[string]bool), zw: zw, zwBig: zwBig}
 }
 
-// write stores data as a loose object of the given type unless an object
-// with that id already exists loose. (A packed copy is not looked for: a
-// duplicate loose object is harmless.)
+// write makes data a pending loose object of the given type unless an
+// object with that id already exists loose. (A packed
+// copy is not looked for: a duplicate loose object is harmless.)
 func (w *objWriter) write(h plumbing.Hash, typ string, data []byte) error {
 	hex := h.String()
 	sub := filepath.Join(w.dir, "objects", hex[:2])
@@ -44,19 +54,34 @@ func (w *objWriter) write(h plumbing.Hash, typ string, data []byte) error {
 		return nil
 	}
 	w.buf.Reset()
-	w.zw.Reset(&w.buf)
-	w.zw.Write([]byte(typ))
-	w.zw.Write([]byte{' '})
-	w.zw.Write(strconv.AppendInt(nil, int64(len(data)), 10))
-	w.zw.Write([]byte{0})
-	w.zw.Write(data)
-	if err := w.zw.Close(); err != nil {
+	zw := w.zw
+	if len(data) > bigObject {
+		zw = w.zwBig
+	}
+	zw.Reset(&w.buf)
+	zw.Write([]byte(typ))
+	zw.Write([]byte{' '})
+	zw.Write(strconv.AppendInt(nil, int64(len(data)), 10))
+	zw.Write([]byte{0})
+	zw.Write(data)
+	if err := zw.Close(); err != nil {
 		return fmt.Errorf("compress object %s: %w", hex, err)
 	}
-	if err := w.writeFile(h, w.buf.Bytes()); err != nil {
-		return err
+	w.pending = append(w.pending, journalObj{id: h, file: bytes.Clone(w.buf.Bytes())})
+	return nil
+}
+
+// flush writes the pending objects to their files (without fsync).
+func (w *objWriter) flush() error {
+	for len(w.pending) > 0 {
+		o := w.pending[0]
+		if err := w.writeFile(o.id, o.file); err != nil {
+			return err
+		}
+		w.pending[0] = journalObj{}
+		w.pending = w.pending[1:]
 	}
-	w.captured = append(w.captured, journalObj{id: h, file: bytes.Clone(w.buf.Bytes())})
+	w.pending = nil
 	return nil
 }
 

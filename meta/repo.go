@@ -78,6 +78,9 @@ type Repo struct {
 	// w and j are owned by the Serve loop (and by Open before it returns).
 	w *objWriter
 	j *journal // nil when disabled
+	// pendingRef is the commit the branch must move to once the pending
+	// objects are written (zero when none).
+	pendingRef plumbing.Hash
 
 	stats struct {
 		commits, updates, objects atomic.Uint64
@@ -403,7 +406,12 @@ func (r *Repo) Close() error {
 		close(r.closed)
 		r.serveMu.Lock() // wait for a running batch to finish
 		defer r.serveMu.Unlock()
-		err = r.closeFiles()
+		// A clean close leaves git complete and the journal empty.
+		err = r.flush()
+		if err == nil {
+			err = r.checkpoint()
+		}
+		err = errors.Join(err, r.closeFiles())
 	})
 	return err
 }
@@ -464,6 +472,14 @@ func (r *Repo) Update(ctx context.Context, msg string, fn func(tx *Tx) error) er
 	case <-r.closed:
 		return ErrClosed
 	}
+}
+
+// Sync returns once every commit acknowledged before it is visible to git
+// readers of the repository (stock git, fetches): the branch and objects of
+// a commit are written just after its callers are answered, so a reader of
+// the repository may briefly see the commit before.
+func (r *Repo) Sync(ctx context.Context) error {
+	return r.Update(ctx, "", func(*Tx) error { return nil })
 }
 
 // Serve is the actor loop (a suture.Service): it takes queued updates,
@@ -549,6 +565,9 @@ func (r *Repo) runBatch(batch []*request) error {
 	for _, q := range applied {
 		q.reply <- err
 	}
+	if len(msgs) > 0 && err == nil {
+		r.afterCommit()
+	}
 	return nil
 }
 
@@ -576,7 +595,9 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 			r.j.broken = true
 		}
 	}()
-	w.captured = w.captured[:0]
+	if err := r.flush(); err != nil { // what a failed flush left
+		return fmt.Errorf("meta: commit: %w", err)
+	}
 	for h, d := range objs {
 		if err := w.write(h, "blob", d); err != nil {
 			return fmt.Errorf("meta: commit: %w", err)
@@ -591,15 +612,15 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 	if err := w.write(head, "commit", data); err != nil {
 		return fmt.Errorf("meta: commit: %w", err)
 	}
-	r.stats.objects.Add(uint64(len(w.captured)))
+	r.stats.objects.Add(uint64(len(w.pending)))
 	journaled := false
 	if r.j != nil {
-		rec := r.j.encodeRecord(head, w.captured)
+		rec := r.j.encodeRecord(head, w.pending)
 		if !r.j.fits(len(rec)) {
 			if err := r.checkpoint(); err != nil {
 				return fmt.Errorf("meta: commit: %w", err)
 			}
-			rec = r.j.encodeRecord(head, w.captured) // new epoch
+			rec = r.j.encodeRecord(head, w.pending) // new epoch
 		}
 		if r.j.fits(len(rec)) {
 			syncStart := time.Now()
@@ -607,14 +628,17 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 				return fmt.Errorf("meta: commit: %w", err)
 			}
 			r.stats.syncNanos.Add(int64(time.Since(syncStart)))
-			// The ref moves without a barrier: replay restores it.
-			if err := r.moveRef(head); err != nil {
-				return fmt.Errorf("meta: commit: %w", err)
-			}
+			// The objects and the ref are written after the callers are
+			// answered (afterCommit), without a barrier: replay restores
+			// them after a crash.
+			r.pendingRef = head
 			journaled = true
 		}
 	}
 	if !journaled {
+		if err := w.flush(); err != nil {
+			return fmt.Errorf("meta: commit: %w", err)
+		}
 		syncStart := time.Now()
 		if err := r.durableRef(head); err != nil {
 			return fmt.Errorf("meta: commit: %w", err)
@@ -624,7 +648,33 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 	ok = true
 	r.stats.commits.Add(1)
 	r.snap.Store(&Snapshot{root: root, count: count, head: head})
+	return nil
+}
+
+// afterCommit writes a journaled commit's loose objects and moves the
+// branch, after the callers have their answer, then notifies watchers (who
+// may fetch the commit from the repository).
+func (r *Repo) afterCommit() {
+	if err := r.flush(); err != nil {
+		// The commit is durable in the journal; the next commit retries
+		// (and fails until this works), Open replays.
+		r.log.Error("meta: write committed objects", "err", err)
+		return
+	}
 	r.notify()
+}
+
+// flush writes pending objects and then moves the branch to pendingRef.
+func (r *Repo) flush() error {
+	if err := r.w.flush(); err != nil {
+		return err
+	}
+	if !r.pendingRef.IsZero() {
+		if err := r.moveRef(r.pendingRef); err != nil {
+			return err
+		}
+		r.pendingRef = plumbing.ZeroHash
+	}
 	return nil
 }
 

@@ -200,6 +200,9 @@ func TestStockGit(t *testing.T) {
 	s.Do(t, "write movies/b.mkv", func(tx *meta.Tx) error {
 		return tx.Put("movies/b.mkv", metatest.File(1<<20, 9, 0o644, 1))
 	})
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	log := string(git(t, dir, "log", "--format=%s"))
 	if !strings.HasPrefix(log, "write movies/b.mkv\npopulate depth 4\n") {
 		t.Errorf("git log:\n%s", log)
@@ -293,8 +296,11 @@ func TestGroupCommit(t *testing.T) {
 	}
 	select {
 	case <-watch:
-	default:
+	case <-time.After(10 * time.Second):
 		t.Errorf("no watch notification")
+	}
+	if err := s.Sync(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	commits := strings.Count(string(git(t, dir, "log", "--format=%H")), "\n")
 	t.Logf("%d updates in %d commits", n, commits-1)

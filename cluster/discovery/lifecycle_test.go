@@ -69,7 +69,7 @@ func TestKilledPeerExpires(t *testing.T) {
 	a.waitEvent(t, 5*time.Second, "k up", isUp("k"))
 	child.Kill()
 	killed := time.Now()
-	a.waitEvent(t, testTTL+500*time.Millisecond, "k expired", isDown("k", discovery.CauseExpired))
+	a.waitEvent(t, testTTL+700*time.Millisecond, "k expired", isDown("k", discovery.CauseExpired))
 	t.Logf("killed peer expired after %v (TTL %v)", time.Since(killed), testTTL)
 }
 

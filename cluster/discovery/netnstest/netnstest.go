@@ -126,13 +126,15 @@ func (nw *Net) destroy() {
 	for _, p := range procs {
 		p.Kill()
 	}
+	names := []string{nw.Switch}
 	for _, h := range nw.Hosts {
-		if out, err := ip("netns", "del", h.NS); err != nil {
-			nw.t.Errorf("netnstest: delete %s: %v\n%s", h.NS, err, out)
-		}
+		names = append(names, h.NS)
 	}
-	if out, err := ip("netns", "del", nw.Switch); err != nil {
-		nw.t.Errorf("netnstest: delete %s: %v\n%s", nw.Switch, err, out)
+	for _, name := range names {
+		// A namespace New did not get to create is no error.
+		if out, err := ip("netns", "del", name); err != nil && !strings.Contains(string(out), "No such file") {
+			nw.t.Errorf("netnstest: delete %s: %v\n%s", name, err, out)
+		}
 	}
 }
 

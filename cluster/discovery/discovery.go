@@ -90,6 +90,14 @@ type Discovery struct {
 	wake      chan struct{}
 
 	running atomic.Bool // one Serve at a time
+
+	// ports carries SetPorts requests to the actor.
+	ports chan portsReq
+}
+
+type portsReq struct {
+	bt, api uint16
+	reply   chan error // capacity 1
 }
 
 type staticPeer struct {
@@ -112,6 +120,7 @@ func New(cfg Config) (*Discovery, error) {
 		host:     hostName(cfg.VolumeID, cfg.NodeID),
 		subs:     map[*subscription]struct{}{},
 		wake:     make(chan struct{}, 1),
+		ports:    make(chan portsReq),
 	}
 	for _, hp := range cfg.StaticPeers {
 		host, port, err := net.SplitHostPort(hp)
@@ -294,15 +303,57 @@ func (d *Discovery) Serve(ctx context.Context) error {
 	}
 	d.publish(t, evs)
 
-	err = b.run(ctx, t, d.cfg.Interval, d.wake, d.takeUnreachable, d.publish)
+	d.takeUnreachable() // reports from before this run are stale
+	info := d.cfg.Info  // owned by this loop; SetPorts changes it
+	err = b.run(ctx, t, d.cfg.Interval, loopHooks{
+		wake:            d.wake,
+		takeUnreachable: d.takeUnreachable,
+		publish:         d.publish,
+		ports:           d.ports,
+		setPorts: func(r portsReq) error {
+			next := info
+			next.BTPort, next.APIPort = r.bt, r.api
+			if err := responder.UpdateTXT(d.instance, ServiceType, txtEntries(next)); err != nil {
+				return fmt.Errorf("update txt: %w", err)
+			}
+			info = next
+			return nil
+		},
+	})
 
 	// Stop answering first, so no answer follows the goodbye.
 	if cerr := responder.Close(); cerr != nil {
 		d.logf("discovery: close responder: %v", cerr)
 	}
-	b.goodbye(d.instance, d.host, d.cfg.Info)
+	b.goodbye(d.instance, d.host, info)
 	d.publish(t, t.stop())
 	return err
+}
+
+// ErrNotRunning is returned by SetPorts when Serve is not running.
+var ErrNotRunning = errors.New("discovery: not serving")
+
+// SetPorts changes the BitTorrent and API ports announced in the TXT
+// record, which is re-announced at once (pion's UpdateTXT) so peers see
+// PeerChanged. The SRV record keeps the API port given at start (stock
+// browsers only); DelugeFS peers read the TXT. The change lasts until
+// Serve returns.
+func (d *Discovery) SetPorts(ctx context.Context, bt, api uint16) error {
+	if !d.running.Load() {
+		return ErrNotRunning
+	}
+	r := portsReq{bt: bt, api: api, reply: make(chan error, 1)}
+	select {
+	case d.ports <- r:
+	case <-ctx.Done():
+		return fmt.Errorf("set ports: %w", ctx.Err())
+	}
+	select {
+	case err := <-r.reply:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("set ports: %w", ctx.Err())
+	}
 }
 
 func (d *Discovery) takeUnreachable() []string {
@@ -480,8 +531,16 @@ func (b *browser) goodbye(instance, host string, in Info) {
 // each interface, unless a query that draws multicast answers was seen
 // there in the last half interval: those answers refresh us too, so the
 // LAN carries about one query per interval however many nodes listen.
-func (b *browser) run(ctx context.Context, t *table, interval time.Duration, wake <-chan struct{},
-	takeUnreachable func() []string, publish func(*table, []Event)) error {
+// loopHooks connect the browse loop to its owner (nil fields: unused).
+type loopHooks struct {
+	wake            <-chan struct{}       // PeerUnreachable reports wait
+	takeUnreachable func() []string       // takes them
+	publish         func(*table, []Event) // after each change
+	ports           <-chan portsReq       // SetPorts requests
+	setPorts        func(portsReq) error  // applies one
+}
+
+func (b *browser) run(ctx context.Context, t *table, interval time.Duration, h loopHooks) error {
 	lastQuery := map[int]time.Time{} // by interface index: last query sent or seen there
 	queryTimer := time.NewTimer(0)
 	defer queryTimer.Stop()
@@ -515,7 +574,7 @@ func (b *browser) run(ctx context.Context, t *table, interval time.Duration, wak
 				evs = append(evs, t.observe(now, s)...)
 			}
 			if len(msg.sightings) > 0 {
-				publish(t, evs)
+				h.publish(t, evs)
 				resetExpiry()
 			}
 		case <-queryTimer.C:
@@ -534,16 +593,18 @@ func (b *browser) run(ctx context.Context, t *table, interval time.Duration, wak
 			// one query serves all.
 			queryTimer.Reset(interval - time.Duration(rand.Int64N(int64(interval)/5+1)))
 		case <-expiry.C:
-			publish(t, t.expire(time.Now()))
+			h.publish(t, t.expire(time.Now()))
 			resetExpiry()
-		case <-wake:
+		case <-h.wake:
 			now := time.Now()
 			var evs []Event
-			for _, id := range takeUnreachable() {
+			for _, id := range h.takeUnreachable() {
 				evs = append(evs, t.unreachable(now, id)...)
 			}
-			publish(t, evs)
+			h.publish(t, evs)
 			resetExpiry()
+		case r := <-h.ports:
+			r.reply <- h.setPorts(r)
 		}
 	}
 }

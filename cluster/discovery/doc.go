@@ -37,7 +37,8 @@
 //
 // The responder is github.com/pion/mdns/v2: it answers PTR, SRV, TXT and
 // A questions for our instance, so stock browsers (avahi-browse,
-// dns-sd) see the service. Its browser is not used: it reports only
+// dns-sd) see the service, and SetPorts re-announces the TXT record with
+// its UpdateTXT. Its browser is not used: it reports only
 // additions and changes, never removals; it does not report an instance
 // again after it vanished and came back unchanged; it has no notion of
 // last-seen; and it queries from an ephemeral port, so answers come back

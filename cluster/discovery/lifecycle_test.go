@@ -193,3 +193,25 @@ func TestConfigErrors(t *testing.T) {
 		t.Errorf("Serve on a missing interface succeeded")
 	}
 }
+
+func TestSetPorts(t *testing.T) {
+	vol := randomID(t, "vol")
+	a := startNode(t, cfg(t, vol, "a", 1, 2))
+	b := startNode(t, cfg(t, vol, "b", 3, 4))
+	a.waitEvent(t, 5*time.Second, "b up", isUp("b"))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.d.SetPorts(ctx, 6881, 8080); err != nil {
+		t.Fatal(err)
+	}
+	ev := a.waitEvent(t, time.Second, "b changed", func(ev discovery.Event) bool {
+		return ev.Type == discovery.PeerChanged && ev.Peer.NodeID == "b"
+	})
+	if ev.Peer.BTPort != 6881 || ev.Peer.APIPort != 8080 {
+		t.Errorf("b changed to %+v", ev.Peer)
+	}
+	b.stop(t)
+	if err := b.d.SetPorts(ctx, 1, 1); err != discovery.ErrNotRunning {
+		t.Errorf("SetPorts after stop: %v", err)
+	}
+}

@@ -37,7 +37,7 @@ func Probe(ctx context.Context, volumeID string, wait time.Duration, n Network) 
 	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	t := newTable(volumeID, "", DefaultTTL, DefaultTTL)
-	err = b.run(pctx, t, DefaultInterval, nil, func() []string { return nil }, func(*table, []Event) {})
+	err = b.run(pctx, t, DefaultInterval, loopHooks{publish: func(*table, []Event) {}})
 	res := &ProbeResult{Members: t.members(), Volumes: t.volumes()}
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		err = nil

@@ -23,7 +23,7 @@ func TestAllowOther(t *testing.T) {
 	for d := filepath.Dir(mnt); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
 		must(t, os.Chmod(d, 0o755)) // let nobody reach the mount point
 	}
-	n := fstest.StartMount(t, t.TempDir(), mnt, fs.Options{}, fs.MountOptions{AllowOther: true})
+	n := fstest.StartAt(t, t.TempDir(), mnt, fstest.Config{Mount: fs.MountOptions{AllowOther: true}})
 	at := func(p string) string { return filepath.Join(n.Dir, p) }
 	must(t, os.WriteFile(at("pub"), []byte("public"), 0o644))
 	must(t, os.WriteFile(at("priv"), []byte("private"), 0o600))

@@ -3,6 +3,8 @@
 package fs_test
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -11,12 +13,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/delugefs/delugefs/bench/passthrough"
 	"github.com/delugefs/delugefs/fs"
 	"github.com/delugefs/delugefs/fs/fstest"
 	"github.com/delugefs/delugefs/fs/mount"
+	"github.com/delugefs/delugefs/meta"
 )
 
 // benchSize is the file size of the throughput benchmarks (DELUGEFS_BENCH_MB
@@ -139,4 +144,73 @@ func BenchmarkRandRead4K(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSmallFiles creates, writes (1 KiB) and closes files, reporting
+// files/s, then times `ls -lR` over them.
+func BenchmarkSmallFiles(b *testing.B) {
+	const files = 2000
+	data := make([]byte, 1024)
+	for name, dir := range mounts(b) {
+		b.Run(name, func(b *testing.B) {
+			var made int
+			for i := 0; b.Loop(); i++ {
+				d := filepath.Join(dir, fmt.Sprint("run", i))
+				if err := os.Mkdir(d, 0o755); err != nil {
+					b.Fatal(err)
+				}
+				for j := range files {
+					if err := os.WriteFile(filepath.Join(d, fmt.Sprint("f", j)), data, 0o644); err != nil {
+						b.Fatal(err)
+					}
+				}
+				made += files
+			}
+			b.ReportMetric(float64(made)/b.Elapsed().Seconds(), "files/s")
+			start := time.Now()
+			out, err := exec.Command("ls", "-lR", dir).Output()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms/ls-lR")
+			b.ReportMetric(float64(bytes.Count(out, []byte("\n-rw"))), "ls-files")
+		})
+	}
+}
+
+// BenchmarkLsLR100k times `ls -lR` over 100,000 files (100 directories of
+// 1,000 empty files, put straight into the namespace) and reports the
+// process's peak RSS.
+func BenchmarkLsLR100k(b *testing.B) {
+	n := fstest.Start(b, b.TempDir(), fs.Options{})
+	for d := range 100 {
+		dir := fmt.Sprint("d", d)
+		err := n.Repo.Update(context.Background(), "populate", func(tx *meta.Tx) error {
+			if err := tx.Put(dir, &meta.Entry{Kind: meta.KindDir, Mode: 0o755}); err != nil {
+				return err
+			}
+			for i := range 1000 {
+				e := &meta.Entry{Kind: meta.KindFile, Mode: 0o644, Mtime: time.Now().UnixNano()}
+				if err := tx.Put(fmt.Sprint(dir, "/f", i), e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	for b.Loop() {
+		out, err := exec.Command("ls", "-lR", n.Dir).Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if c := bytes.Count(out, []byte("\n-rw")); c != 100_000 {
+			b.Fatalf("ls -lR listed %d files", c)
+		}
+	}
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	b.ReportMetric(float64(ru.Maxrss)/1024, "MB-maxrss")
 }

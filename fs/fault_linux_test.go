@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 
 // childMount mounts a node, says "ready" and waits to be killed.
 func childMount(root, dir string) {
-	n, err := fstest.Open(root, dir, fs.Options{}, fs.MountOptions{})
+	n, err := fstest.Open(root, dir, fstest.Config{})
 	if err != nil {
 		fmt.Println("error:", err)
 		os.Exit(1)
@@ -110,7 +110,8 @@ func smallDisk(t *testing.T, size string) string {
 
 func TestDiskFull(t *testing.T) {
 	root := smallDisk(t, "4m")
-	n := fstest.Start(t, root, fs.Options{})
+	// meta's commit journal is 8 MiB by default: more than this disk.
+	n := fstest.StartAt(t, root, t.TempDir(), fstest.Config{Meta: meta.Options{JournalSize: 256 << 10}})
 	p := filepath.Join(n.Dir, "f")
 	old := bytes.Repeat([]byte("old version "), 20000) // 240 KB
 	must(t, os.WriteFile(p, old, 0o644))
@@ -198,8 +199,13 @@ func TestCorruptManifest(t *testing.T) {
 	must(t, os.WriteFile(filepath.Join(n.Dir, "d", "ok"), []byte("ok"), 0o644))
 	must(t, n.Stop())
 
-	// Commit a manifest that is not bencode at "bad", with git itself.
+	// Commit a manifest that is not bencode at "bad", with git itself. An
+	// Open first replays meta's commit journal into git (a replay later
+	// would move the branch back to the journal's last commit).
 	gitDir := filepath.Join(root, "meta.git")
+	r, err := meta.Open(gitDir, meta.Options{})
+	must(t, err)
+	must(t, r.Close())
 	index := filepath.Join(t.TempDir(), "index")
 	git := func(stdin string, args ...string) string {
 		t.Helper()
@@ -258,7 +264,7 @@ func TestStaleMount(t *testing.T) {
 		t.Fatalf("stat of the stale mount: %v, want ENOTCONN", err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	n := fstest.StartMount(t, root, dir, fs.Options{}, fs.MountOptions{})
+	n := fstest.StartAt(t, root, dir, fstest.Config{})
 	if time.Now().After(deadline) {
 		t.Fatal("recovery took too long")
 	}
@@ -269,7 +275,7 @@ func TestStaleMount(t *testing.T) {
 
 func TestMountBusy(t *testing.T) {
 	n := start(t)
-	_, err := fstest.Open(t.TempDir(), n.Dir, fs.Options{}, fs.MountOptions{})
+	_, err := fstest.Open(t.TempDir(), n.Dir, fstest.Config{})
 	if err == nil || !strings.Contains(err.Error(), "busy") {
 		t.Fatalf("second mount at a live mount point: %v", err)
 	}

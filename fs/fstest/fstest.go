@@ -34,17 +34,24 @@ type Node struct {
 	err    error
 }
 
+// Config configures a node.
+type Config struct {
+	FS    fs.Options
+	Mount fs.MountOptions
+	Meta  meta.Options
+}
+
 // Start opens (or creates) the node at root and mounts it at a new
 // directory under t.TempDir().
 func Start(t testing.TB, root string, opts fs.Options) *Node {
 	t.Helper()
-	return StartMount(t, root, t.TempDir(), opts, fs.MountOptions{})
+	return StartAt(t, root, t.TempDir(), Config{FS: opts})
 }
 
-// StartMount is Start with a chosen mount point and mount options.
-func StartMount(t testing.TB, root, dir string, opts fs.Options, mo fs.MountOptions) *Node {
+// StartAt is Start with a chosen mount point and configuration.
+func StartAt(t testing.TB, root, dir string, cfg Config) *Node {
 	t.Helper()
-	n, err := Open(root, dir, opts, mo)
+	n, err := Open(root, dir, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,12 +64,15 @@ func StartMount(t testing.TB, root, dir string, opts fs.Options, mo fs.MountOpti
 }
 
 // Open opens the node at root and mounts it at dir. Stop undoes it.
-func Open(root, dir string, opts fs.Options, mo fs.MountOptions) (*Node, error) {
+func Open(root, dir string, cfg Config) (*Node, error) {
 	store, err := piece.OpenStore(root)
 	if err != nil {
 		return nil, err
 	}
-	repo, err := meta.Open(filepath.Join(root, "meta.git"), meta.Options{Logger: opts.Logger})
+	if cfg.Meta.Logger == nil {
+		cfg.Meta.Logger = cfg.FS.Logger
+	}
+	repo, err := meta.Open(filepath.Join(root, "meta.git"), cfg.Meta)
 	if err != nil {
 		return nil, err
 	}
@@ -75,8 +85,8 @@ func Open(root, dir string, opts fs.Options, mo fs.MountOptions) (*Node, error) 
 			n.err = err
 		}
 	}()
-	n.FS = fs.New(repo, store, opts)
-	n.Point, err = fs.Mount(dir, n.FS, mo)
+	n.FS = fs.New(repo, store, cfg.FS)
+	n.Point, err = fs.Mount(dir, n.FS, cfg.Mount)
 	if err != nil {
 		cancel()
 		<-n.done

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -270,18 +271,34 @@ type run struct {
 // written to the blob in runs; block events are posted to the actor after
 // the write, in one batch with the other events, in arrival order.
 func (c *conn) readLoop(ctx context.Context) error {
-	r := wire.NewReader(c.nc, wire.Limits{})
 	ts := c.s.state.Load()
+	var b recvBatch
+	// On a TCP socket the batch is handed over when the socket has no more
+	// data (the read would block) or the slab is full, so blocks reach the
+	// disk in large writes; on other connections, whenever the Reader's
+	// buffer runs low.
+	var src io.Reader = c.nc
+	var sock *sockReader
+	if sc, ok := c.nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			sock = &sockReader{rc: rc}
+			sock.read = sock.readFD
+			sock.idle = func() error { return c.flush(ts, &b) }
+			src = sock
+		}
+	}
+	r := wire.NewReader(src, wire.Limits{})
 	if ts != nil {
 		r.SetGeometry(ts.wgeo)
 	}
-	var b recvBatch
 	var m wire.Message
 	for {
-		if r.Buffered() < fullBlockMsg {
+		if sock == nil && r.Buffered() < fullBlockMsg {
 			if err := c.flush(ts, &b); err != nil {
 				return err
 			}
+		}
+		if r.Buffered() < fullBlockMsg {
 			c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
 		}
 		err := r.Next(&m)
@@ -335,6 +352,59 @@ func (c *conn) readLoop(ctx context.Context) error {
 			b.evs = append(b.evs, event{kind: evReject, c: c, index: m.Index, begin: m.Begin, length: m.Length})
 		}
 		// Keep-alive, port, suggest and allowed fast need nothing.
+	}
+}
+
+// sockReader reads a socket with read(2) itself, so that it knows when a
+// read would block: then it calls idle first (which hands the received
+// batch over) and only then waits for data.
+type sockReader struct {
+	rc   syscall.RawConn
+	idle func() error
+	read func(fd uintptr) bool // readFD, bound once: no allocation per call
+
+	p   []byte // the current Read's buffer
+	n   int
+	err error
+}
+
+func (s *sockReader) Read(p []byte) (int, error) {
+	s.p, s.n, s.err = p, 0, nil
+	if err := s.rc.Read(s.read); err != nil {
+		return 0, err
+	}
+	s.p = nil
+	if s.err != nil {
+		return s.n, s.err
+	}
+	if s.n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return s.n, nil
+}
+
+// readFD is called by the poller; it returns false to wait for data.
+func (s *sockReader) readFD(fd uintptr) bool {
+	for {
+		n, err := syscall.Read(int(fd), s.p)
+		switch err {
+		case nil:
+			s.n = n
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			if s.idle != nil {
+				if err := s.idle(); err != nil {
+					s.err = err
+					return true
+				}
+			}
+			return false
+		default:
+			s.err = err
+			return true
+		}
 	}
 }
 

@@ -255,8 +255,15 @@ func TestStaleMount(t *testing.T) {
 		t.Fatalf("child: %q %v", line, err)
 	}
 	must(t, os.WriteFile(filepath.Join(dir, "f"), []byte("before the crash"), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "g"), []byte("old g"), 0o644))
+	// A write in progress when the process dies.
+	half, err := os.OpenFile(filepath.Join(dir, "g"), os.O_WRONLY|os.O_TRUNC, 0)
+	must(t, err)
+	_, err = half.Write(bytes.Repeat([]byte("new g "), 100000))
+	must(t, err)
 	must(t, cmd.Process.Kill())
 	cmd.Wait()
+	half.Close() // fails: the file system is gone
 	// The mount point is stale now.
 	var st unix.Stat_t
 	err = unix.Stat(dir, &st)
@@ -270,6 +277,13 @@ func TestStaleMount(t *testing.T) {
 	}
 	if got := readFile(t, filepath.Join(n.Dir, "f")); string(got) != "before the crash" {
 		t.Fatalf("after recovery: %q", got)
+	}
+	if got := readFile(t, filepath.Join(n.Dir, "g")); string(got) != "old g" {
+		t.Fatalf("file being written at the crash: %q, want the last closed version", got)
+	}
+	consistent(t, n)
+	if ents, err := os.ReadDir(filepath.Join(root, "tmp")); err != nil || len(ents) != 0 {
+		t.Fatalf("tmp/ after restart: %v %v", ents, err)
 	}
 }
 

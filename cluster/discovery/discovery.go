@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -406,19 +407,10 @@ func (d *Discovery) openResponder(ifs []net.Interface) (*mdns.Conn, error) {
 func txtEntries(in Info) []mdns.TXTEntry {
 	var out []mdns.TXTEntry
 	for _, s := range in.txt() {
-		k, v, _ := cutEq(s)
+		k, v, _ := strings.Cut(s, "=")
 		out = append(out, mdns.NewTXTString(k, v))
 	}
 	return out
-}
-
-func cutEq(s string) (string, string, bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '=' {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
 }
 
 type logWriter func(format string, args ...any)

@@ -274,6 +274,34 @@ func BenchmarkTransfer1GiB(b *testing.B) {
 	b.ReportMetric(peak, "MiB-peak-rss")
 }
 
+// BenchmarkTransfer1GiBInProcess is BenchmarkTransfer1GiB with the leech
+// (client.Get) in the benchmark process, so that -cpuprofile and
+// -memprofile see it; the seed is still a child process.
+func BenchmarkTransfer1GiBInProcess(b *testing.B) {
+	d := xferFixture(b)
+	seed := xferSeed(b, d)
+	b.SetBytes(xferSize)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		dir := filepath.Join(d.dir, fmt.Sprintf("get-%d", i))
+		out := filepath.Join(dir, "out.bin")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		err := client.Get(ctx, client.GetConfig{Source: client.Source{MetaInfo: d.mi}, Out: out, Peers: []string{seed},
+			Logger: slog.New(slog.DiscardHandler)})
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if err := os.RemoveAll(dir); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		i++
+	}
+}
+
 // median returns the median of xs (0 for none).
 func median(xs []float64) float64 {
 	if len(xs) == 0 {

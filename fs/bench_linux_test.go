@@ -36,7 +36,7 @@ func benchSize() int64 {
 // mounts returns the two mounts the benchmarks compare: a passthrough of a
 // plain directory and a DelugeFS node.
 func mounts(b *testing.B) map[string]string {
-	pt := fstest.Mount(b, passthrough.New(b.TempDir(), true), mount.Options{Name: "passthrough", ReaddirPlus: true})
+	pt := fstest.Mount(b, passthrough.New(b.TempDir(), true), mount.Options{Name: "passthrough", ReaddirPlus: true, ReadAheadKB: 1024})
 	n := fstest.Start(b, b.TempDir(), fs.Options{})
 	return map[string]string{"passthrough": pt, "delugefs": n.Dir}
 }

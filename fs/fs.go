@@ -114,13 +114,14 @@ func Mount(dir string, fsys *FS, o MountOptions) (*mount.Point, error) {
 }
 
 // MountConfig returns the mount.Options DelugeFS mounts with: readdirplus,
-// atomic O_TRUNC, default_permissions.
+// atomic O_TRUNC, default_permissions, 1 MiB read-ahead.
 func MountConfig(o MountOptions) mount.Options {
 	return mount.Options{
 		Name:        "delugefs",
 		AllowOther:  o.AllowOther,
 		ReaddirPlus: true,
 		OpenTrunc:   true,
+		ReadAheadKB: 1024,
 		Debug:       o.Debug,
 	}
 }

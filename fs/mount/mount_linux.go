@@ -51,6 +51,12 @@ func unmount(m *Point) error {
 	return lazyUnmount(m.dir)
 }
 
+// setReadAhead sets read_ahead_kb of the mount's backing device info.
+func setReadAhead(dev uint64, kb int) error {
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(dev), unix.Minor(dev))
+	return os.WriteFile(p, []byte(fmt.Sprint(kb)), 0)
+}
+
 // Recover makes dir usable as a mount point. If a FUSE file system whose
 // process died is still mounted there (stat fails with ENOTCONN), Recover
 // unmounts it lazily. If a live file system is mounted at dir, it returns

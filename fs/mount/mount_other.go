@@ -42,4 +42,6 @@ func unmount(m *Point) error {
 	return nil
 }
 
+func setReadAhead(dev uint64, kb int) error { return nil }
+
 func abort(m *Point) error { return errors.New("abort: not supported on this platform") }

@@ -99,7 +99,7 @@ func TestCommandLine(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	lines := make(chan string, 1024) // more than the seed ever prints
-	go func() { // reads the seed's stdout until it exits
+	go func() {                      // reads the seed's stdout until it exits
 		sc := bufio.NewScanner(pipe)
 		for sc.Scan() {
 			lines <- sc.Text()

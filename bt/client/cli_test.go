@@ -98,8 +98,9 @@ func TestCommandLine(t *testing.T) {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	lines := make(chan string, 1024) // more than the seed ever prints
-	go func() {                      // reads the seed's stdout until it exits
+	// More lines than the seed ever prints, so the reader never blocks.
+	lines := make(chan string, 1024)
+	go func() { // reads the seed's stdout until it exits
 		sc := bufio.NewScanner(pipe)
 		for sc.Scan() {
 			lines <- sc.Text()

@@ -86,6 +86,10 @@ func (s *Swarm) Serve(ctx context.Context) error {
 		s.mu.Unlock()
 		return errors.New("swarm: Serve is already running")
 	}
+	if s.closed {
+		s.mu.Unlock()
+		return ErrStopped
+	}
 	s.serving = true
 	s.mu.Unlock()
 	defer func() {
@@ -118,15 +122,16 @@ func (s *Swarm) Serve(ctx context.Context) error {
 	if a.t == nil {
 		a.fetch = wire.NewMetadataFetcher[piece.PeerID](s.hash, 0)
 	}
-	for range max(s.cfg.Verifiers, 1) {
+	for range s.cfg.Verifiers {
 		wg.Go(func() { a.verifier(ctx) })
 	}
-	s.box.open()
 	err := a.loop()
-	left := s.box.shut()
 	cancel()
 	wg.Wait()
-	a.shutdown(append(left, s.box.shut()...))
+	// Every connection, dial and verifier has ended: what is left in the
+	// mailbox from them is stale. Calls posted from now on wait for the
+	// next run (or Close).
+	a.shutdown(s.box.take(nil))
 	return err
 }
 
@@ -164,7 +169,8 @@ func (a *actor) loop() error {
 }
 
 // shutdown answers everyone still waiting and closes connections that were
-// handed over but never started.
+// handed over but never started. Reads fail with ErrStopped: their callers
+// may retry once the swarm runs again.
 func (a *actor) shutdown(left []event) {
 	for _, r := range a.reads {
 		r.answer(ErrStopped)
@@ -490,7 +496,8 @@ func (a *actor) handle(e *event, now time.Time) error {
 			a.pk.OpenReader(piece.ReaderID(e.id))
 		}
 	case evReaderAt:
-		if a.pk != nil && a.readers[e.id] {
+		a.readers[e.id] = true // also a reader opened in a previous run
+		if a.pk != nil {
 			a.pk.ReaderAt(piece.ReaderID(e.id), e.off, e.n)
 		}
 	case evReaderClose:

@@ -2,8 +2,13 @@ package swarm_test
 
 import (
 	"context"
+	"crypto/sha1"
+	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -153,4 +158,70 @@ func waitUnchoked(tb testing.TB, s *swarm.Swarm) {
 		time.Sleep(time.Millisecond) // polling a condition with a deadline
 	}
 	tb.Fatal("no peer unchoked the leech")
+}
+
+// BenchmarkTransferReference is the floor BenchmarkTransfer is compared
+// with, measured the same way: the same bytes read from a file, sent over
+// one loopback TCP connection in 1 MiB writes, written to a new sparse file
+// in 1 MiB writes and hashed with SHA-1 once, with no protocol at all.
+func BenchmarkTransferReference(b *testing.B) {
+	size := benchSize(b)
+	dir := b.TempDir()
+	src := filepath.Join(dir, "src")
+	if err := os.WriteFile(src, swarmtest.RandomData(size, 7), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(size))
+	var cpu time.Duration
+	for b.Loop() {
+		before := cpuTime()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			f, _ := os.Open(src)
+			defer f.Close()
+			buf := make([]byte, 1<<20)
+			for off := int64(0); ; off += int64(len(buf)) {
+				n, _ := f.ReadAt(buf, off)
+				if n == 0 {
+					return
+				}
+				if _, err := c.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+		})
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		dst, _ := os.Create(filepath.Join(dir, "dst"))
+		dst.Truncate(int64(size))
+		buf := make([]byte, 1<<20)
+		h := sha1.New()
+		for off := int64(0); off < int64(size); {
+			n, err := io.ReadFull(c, buf[:min(len(buf), size-int(off))])
+			if err != nil {
+				b.Fatal(err)
+			}
+			dst.WriteAt(buf[:n], off)
+			h.Write(buf[:n])
+			off += int64(n)
+		}
+		c.Close()
+		ln.Close()
+		wg.Wait()
+		dst.Close()
+		os.Remove(dst.Name())
+		cpu += cpuTime() - before
+	}
+	b.ReportMetric(cpu.Seconds()/float64(b.N)/(float64(size)/(1<<30)), "cpu-s/GiB")
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"time"
 
@@ -92,7 +93,8 @@ type Config struct {
 	// (picker defaults 256 KiB and 64 MiB).
 	ReadAheadMin, ReadAheadMax int64
 	// Verifiers is the number of goroutines hashing pieces (default
-	// GOMAXPROCS).
+	// 2 × GOMAXPROCS: the store now and then fsyncs inside a verification,
+	// and the other verifiers keep hashing meanwhile).
 	Verifiers int
 	// Seed seeds the picker's tie-breaks (default random).
 	Seed uint64
@@ -143,6 +145,7 @@ func (c *Config) defaults() {
 	c.PipelineStart = min(max(c.PipelineStart, c.PipelineMin), c.PipelineMax)
 	def(&c.PipelineTarget, 250*time.Millisecond)
 	defi(&c.MaxServe, 2048)
+	defi(&c.Verifiers, 2*runtime.GOMAXPROCS(0))
 	if c.Seed == 0 {
 		var b [8]byte
 		rand.Read(b[:])

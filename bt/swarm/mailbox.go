@@ -123,14 +123,7 @@ func (m *mailbox) take(buf []event) []event {
 	return q
 }
 
-// open starts accepting posts again (a new mailbox accepts them, queued
-// until Serve runs); shut stops and returns what was left.
-func (m *mailbox) open() {
-	m.mu.Lock()
-	m.closed = false
-	m.mu.Unlock()
-}
-
+// shut refuses posts from now on and returns what was queued.
 func (m *mailbox) shut() []event {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -41,8 +41,9 @@ type Swarm struct {
 
 	ids atomic.Uint64 // read and reader ids
 
-	mu      sync.Mutex // guards serving and blob
+	mu      sync.Mutex // guards serving, closed and blob
 	serving bool       // Serve is running
+	closed  bool       // Close was called
 	blob    *piece.Blob
 	readyMu sync.Once
 	doneMu  sync.Once
@@ -122,12 +123,17 @@ func (s *Swarm) Ready() <-chan struct{} { return s.ready }
 // Done is closed once every piece is verified (the swarm keeps seeding).
 func (s *Swarm) Done() <-chan struct{} { return s.done }
 
-// Close releases the blob. Call it after Serve has returned.
+// Close releases the blob; calls still waiting fail with ErrStopped, and
+// so do later ones. Call it after Serve has returned.
 func (s *Swarm) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.serving {
 		return errors.New("swarm: Close while serving")
+	}
+	if !s.closed {
+		s.closed = true
+		(&actor{}).shutdown(s.box.shut())
 	}
 	if s.blob == nil {
 		return nil
@@ -138,7 +144,8 @@ func (s *Swarm) Close() error {
 }
 
 // AddPeer asks the swarm to connect to addr (host:port). It does not wait;
-// a failure is logged.
+// a failure is logged. Calls made while Serve is not running are queued
+// for the next run.
 func (s *Swarm) AddPeer(addr string) error {
 	if !s.box.post(event{kind: evAddPeer, addr: addr}) {
 		return ErrStopped

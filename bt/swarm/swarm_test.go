@@ -440,3 +440,97 @@ func TestKeepAliveAndIdleTimeout(t *testing.T) {
 		return len(ps) == 1
 	})
 }
+
+func TestDuplicateConnections(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(3<<20, 17)
+	a := swarmtest.NewNode(t, swarm.Config{})
+	info := a.Seed(data)
+	seed := a.Start(info)
+	b := swarmtest.NewNode(t, swarm.Config{})
+	leech := b.Start(info)
+	// Both dial each other, twice.
+	for range 2 {
+		seed.AddPeer(b.Addr)
+		leech.AddPeer(a.Addr)
+	}
+	waitDone(t, leech, 30*time.Second)
+	waitFor(t, 10*time.Second, "one connection on each side", func() bool {
+		ps1, _ := seed.Peers(context.Background())
+		ps2, _ := leech.Peers(context.Background())
+		return len(ps1) == 1 && len(ps2) == 1
+	})
+	if got := readAll(t, leech); !bytes.Equal(got, data) {
+		t.Fatal("leech's blob differs")
+	}
+}
+
+// TestRestart stops a leech mid-transfer and runs Serve again on the same
+// Swarm (as a supervisor does), then makes a new Swarm on the same store
+// (as a restarted node does): the download resumes and completes.
+func TestRestart(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(16<<20, 18)
+	seedNode := swarmtest.NewNode(t, swarm.Config{})
+	info := seedNode.Seed(data)
+	seedNode.Start(info)
+
+	leechNode := swarmtest.NewNode(t, swarm.Config{})
+	cfg := swarm.Config{Store: leechNode.Store, Logger: swarmtest.Logger(t), Dial: throttledDial(16 << 20)}
+	s, err := swarm.New(info, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve := func(s *swarm.Swarm) (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Serve(ctx) }()
+		return func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		}
+	}
+	progress := func(s *swarm.Swarm, frac int) {
+		waitFor(t, 20*time.Second, "progress", func() bool {
+			p, _ := s.Progress(context.Background())
+			return p.Total > 0 && p.Pieces >= p.Total/frac
+		})
+	}
+	stop := serve(s)
+	s.AddPeer(seedNode.Addr)
+	progress(s, 4)
+	stop()
+
+	stop = serve(s)
+	p, _ := s.Progress(context.Background())
+	if p.Pieces == 0 || p.Pieces == p.Total {
+		t.Fatalf("after a restart of Serve: %+v", p)
+	}
+	s.AddPeer(seedNode.Addr)
+	progress(s, 2)
+	stop()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2, err := swarm.New(info, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = serve(s2)
+	defer func() {
+		stop()
+		s2.Close()
+	}()
+	p, _ = s2.Progress(context.Background())
+	if p.Pieces < p.Total/2 || p.Pieces == p.Total {
+		t.Logf("resumed with %+v", p) // the store persists marks every 64 MiB or second
+	}
+	s2.AddPeer(seedNode.Addr)
+	waitDone(t, s2, 30*time.Second)
+	if got := readAll(t, s2); !bytes.Equal(got, data) {
+		t.Fatal("blob differs after restarts")
+	}
+}

@@ -19,10 +19,10 @@ import (
 
 // Sentinels a client's errors match (errors.Is) by HTTP status.
 var (
-	ErrUnauthorized  = errors.New("api: unauthorized")   // 401: wrong or missing token
-	ErrNotFound      = errors.New("api: not found")      // 404: unknown volume or endpoint
-	ErrBadRequest    = errors.New("api: bad request")    // other 4xx
-	ErrServer        = errors.New("api: server error")   // 5xx
+	ErrUnauthorized  = errors.New("api: unauthorized")    // 401: wrong or missing token
+	ErrNotFound      = errors.New("api: not found")       // 404: unknown volume or endpoint
+	ErrBadRequest    = errors.New("api: bad request")     // other 4xx
+	ErrServer        = errors.New("api: server error")    // 5xx
 	ErrUnimplemented = errors.New("api: not implemented") // 501
 )
 

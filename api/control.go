@@ -154,8 +154,8 @@ type NodeStatus struct {
 // PeerStatus is a remote node as this process sees it.
 type PeerStatus struct {
 	Node     string    `json:"node"`
-	Addr     string    `json:"addr"`          // API address
-	BTAddr   string    `json:"bt,omitempty"`  // BitTorrent address
+	Addr     string    `json:"addr"`         // API address
+	BTAddr   string    `json:"bt,omitempty"` // BitTorrent address
 	Host     string    `json:"host,omitempty"`
 	Alive    bool      `json:"alive"`
 	LastSeen time.Time `json:"last_seen,omitzero"`

@@ -232,10 +232,7 @@ type pktReader struct {
 func (p *pktReader) next() (line []byte, flush bool, err error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(p.r, hdr[:]); err != nil {
-		if err == io.ErrUnexpectedEOF {
-			return nil, false, errors.New("truncated pkt-line")
-		}
-		return nil, false, err
+		return nil, false, truncated(err)
 	}
 	n := 0
 	for _, c := range hdr {
@@ -260,9 +257,21 @@ func (p *pktReader) next() (line []byte, flush bool, err error) {
 	}
 	line = p.buf[:n-4]
 	if _, err := io.ReadFull(p.r, line); err != nil {
-		return nil, false, errors.New("truncated pkt-line")
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, false, truncated(err)
 	}
 	return line, false, nil
+}
+
+// truncated names an end of input inside a pkt-line; other errors (the
+// size limit) pass through.
+func truncated(err error) error {
+	if err == io.ErrUnexpectedEOF {
+		return errors.New("truncated pkt-line")
+	}
+	return err
 }
 
 // gitBody returns the request body, bounded, gunzipped when git sent it

@@ -47,11 +47,15 @@
 // then one meta.Update puts the new manifest, keeping mode, owner and
 // xattrs of the entry at the path. Errors of either (ENOSPC, EIO) are the
 // result of close(2) or fsync(2); when close returns 0 the data is durable.
-// A failed seal leaves the committed version untouched; a sealed blob whose
-// commit failed is committed by the next flush, or dropped (it is garbage
-// the store may collect) when the last handle closes. truncate(2) by path
-// seals and commits before it returns. After a seal, further writes through
-// a handle still open start a new temp file (a new copy).
+// Any failure (a write, the seal or the commit) rolls the file back to its
+// committed version: the changes since the last successful flush are gone,
+// as the failed write, close or fsync said, and never show up later (a
+// blob sealed for a commit that failed is garbage the store may collect).
+// Changes that arrive after the last flush (a shared mmap written back
+// after close) are committed when the last handle is released, and only
+// logged if that fails. truncate(2) by path seals and commits before it
+// returns. After a seal, further writes through a handle still open start a
+// new temp file (a new copy).
 //
 // Create commits the new empty file at once, so it is visible to others
 // while it is written; the contents are a second commit at close.

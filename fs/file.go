@@ -136,8 +136,20 @@ func (f *FS) handle(fh uint64) *handle {
 // away changes no flush committed.
 func (f *FS) release(fl *file) {
 	f.mu.Lock()
+	last := fl.refs == 1
+	f.mu.Unlock()
+	if last && fl.changed.Load() {
+		// Changed after the last flush: pages of a shared mmap written back
+		// after close. Commit them; nobody sees release's errors, so log.
+		fl.mu.Lock()
+		if err := f.sealLocked(fl); err != nil {
+			f.log.Warn("fs: commit at release", "err", err)
+		}
+		fl.mu.Unlock()
+	}
+	f.mu.Lock()
 	fl.refs--
-	last := fl.refs == 0
+	last = fl.refs == 0
 	if last {
 		if fl.path != "" && f.files[fl.path] == fl {
 			delete(f.files, fl.path)
@@ -362,16 +374,22 @@ func (f *FS) truncateLocked(fl *file, size int64) error {
 
 // seal makes fl's changes durable: the temp file becomes a blob (Seal),
 // then one commit puts the new manifest, keeping mode, owner and xattrs of
-// the entry at the path. Errors leave the committed version as it was.
-// fl.mu held.
+// the entry at the path. Any error rolls the file back to its committed version, so a close that
+// failed never becomes a commit later. fl.mu held.
 func (f *FS) sealLocked(fl *file) error {
 	if !fl.changed.Load() {
 		return nil
 	}
-	if err := fl.werr; err != nil {
-		// A write failed (a full disk): keep the committed version.
+	if err := f.seal(fl); err != nil {
 		f.rollback(fl)
 		return err
+	}
+	return nil
+}
+
+func (f *FS) seal(fl *file) error {
+	if err := fl.werr; err != nil {
+		return err // a write failed (a full disk): the changes are incomplete
 	}
 	if fl.tmp != nil {
 		var known *bt.Info

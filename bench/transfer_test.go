@@ -1,3 +1,5 @@
+//go:build linux
+
 package bench
 
 // Transfer benchmarks of the BitTorrent core (issue 4): 1 GiB from one seed

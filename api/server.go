@@ -286,27 +286,48 @@ func (s *Server) Serve(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// routes builds the mux. Every route authenticates first.
+// routes builds the mux. Every route authenticates first, then checks the
+// method (so a caller without a token learns nothing, not even a 405).
 func (s *Server) routes() {
 	m := http.NewServeMux()
-	handle := func(pattern, endpoint string, h func(w http.ResponseWriter, r *http.Request, v *volume)) {
-		m.Handle(pattern, s.instrument(endpoint, s.volumeAuth(h)))
+	handle := func(method, pattern, endpoint string, h func(w http.ResponseWriter, r *http.Request, v *volume)) {
+		m.Handle(pattern, s.instrument(endpoint, s.volumeAuth(func(w http.ResponseWriter, r *http.Request, v *volume) {
+			if allowMethod(w, r, method) {
+				h(w, r, v)
+			}
+		})))
 	}
-	handle("GET /git/{vol}/info/refs", "git-info-refs", s.handleInfoRefs)
-	handle("POST /git/{vol}/git-upload-pack", "git-upload-pack", s.handleUploadPack)
-	handle("POST /git/{vol}/git-receive-pack", "git-receive-pack", s.handleReceivePack)
-	handle("POST /v1/{vol}/notify", "notify", s.handleNotify)
-	handle("POST /v1/{vol}/have", "have", s.handleHave)
-	handle("POST /v1/{vol}/space", "space", s.handleSpace)
-	handle("GET /v1/{vol}/status", "volume-status", s.handleVolumeStatus)
-	m.Handle("GET /status", s.instrument("status", s.anyAuth(s.handleStatus)))
-	m.Handle("GET /metrics", s.instrument("metrics", s.anyAuth(func(w http.ResponseWriter, r *http.Request) {
-		promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
-	})))
-	m.Handle("/", s.instrument("other", s.anyAuth(func(w http.ResponseWriter, r *http.Request) {
+	handle("GET", "/git/{vol}/info/refs", "git-info-refs", s.handleInfoRefs)
+	handle("POST", "/git/{vol}/git-upload-pack", "git-upload-pack", s.handleUploadPack)
+	handle("POST", "/git/{vol}/git-receive-pack", "git-receive-pack", s.handleReceivePack)
+	handle("POST", "/v1/{vol}/notify", "notify", s.handleNotify)
+	handle("POST", "/v1/{vol}/have", "have", s.handleHave)
+	handle("POST", "/v1/{vol}/space", "space", s.handleSpace)
+	handle("GET", "/v1/{vol}/status", "volume-status", s.handleVolumeStatus)
+	global := func(method, pattern, endpoint string, h http.HandlerFunc) {
+		m.Handle(pattern, s.instrument(endpoint, s.anyAuth(func(w http.ResponseWriter, r *http.Request) {
+			if allowMethod(w, r, method) {
+				h(w, r)
+			}
+		})))
+	}
+	global("GET", "/status", "status", s.handleStatus)
+	metrics := promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{})
+	global("GET", "/metrics", "metrics", metrics.ServeHTTP)
+	global("", "/", "other", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "api: no such endpoint")
-	})))
+	})
 	s.mux = m
+}
+
+// allowMethod answers 405 unless r uses method (or method is empty).
+func allowMethod(w http.ResponseWriter, r *http.Request, method string) bool {
+	if method == "" || r.Method == method {
+		return true
+	}
+	w.Header().Set("Allow", method)
+	writeError(w, http.StatusMethodNotAllowed, "api: method not allowed; use "+method)
+	return false
 }
 
 // volumeAuth authenticates a request for the volume in its path: 401 when

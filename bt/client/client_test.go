@@ -248,3 +248,44 @@ func TestGetNoPeer(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestGetResumes stops a download half-way and runs it again: the second
+// run keeps the pieces of the first.
+func TestGetResumes(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	dir := t.TempDir()
+	path, data := writeData(t, dir, "r.bin", 32<<20, 6)
+	mi := createTorrent(t, path, 0)
+	s := startSeeder(t, mi, path)
+	out := filepath.Join(t.TempDir(), "r.bin")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var first client.Progress
+	err := client.Get(ctx, client.GetConfig{Source: client.Source{MetaInfo: mi}, Out: out, Peers: []string{s.Addr()},
+		Logger: swarmtest.Logger(t), ProgressEvery: time.Millisecond,
+		Progress: func(p client.Progress) {
+			first = p
+			if p.Bytes > 0 {
+				cancel() // stop as soon as some pieces are in
+			}
+		}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("first get: %v, want context.Canceled", err)
+	}
+	if first.Bytes == 0 || first.Done {
+		t.Fatalf("the first run got %d bytes, done %v: nothing to resume", first.Bytes, first.Done)
+	}
+	var reports []client.Progress
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel2()
+	err = client.Get(ctx2, client.GetConfig{Source: client.Source{MetaInfo: mi}, Out: out, Peers: []string{s.Addr()},
+		Logger: swarmtest.Logger(t), ProgressEvery: time.Millisecond,
+		Progress: func(p client.Progress) { reports = append(reports, p) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+	if reports[0].Bytes < first.Bytes {
+		t.Errorf("second run started from %d bytes, the first had verified %d", reports[0].Bytes, first.Bytes)
+	}
+}

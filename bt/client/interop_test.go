@@ -182,3 +182,54 @@ func TestAria2SeedToOurGetMagnet(t *testing.T) {
 type addrString string
 
 func (a addrString) String() string { return string(a) }
+
+// TestGetFromThreeSeeds downloads from anacrolix, aria2c and our seeder at
+// once.
+func TestGetFromThreeSeeds(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	path, data, mi := interopData(t, 24)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a := aria2Seed(ctx, t, mi, path+".torrent", data)
+	cl := anacrolixSeed(t, mi, data)
+	s := startSeeder(t, mi, path)
+	out := filepath.Join(t.TempDir(), "out.bin")
+	if err := get(t, client.Source{MetaInfo: mi}, out, a.addr, anacrolixAddr(cl), s.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+}
+
+// TestOurSeedToThreeLeeches serves anacrolix, aria2c and our client at
+// once: the choking algorithm lets each of them finish.
+func TestOurSeedToThreeLeeches(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	path, data, mi := interopData(t, 25)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adir := t.TempDir()
+	a := startAria2(ctx, t, "--seed-time=0", "-d", adir, path+".torrent")
+	if err := a.out.waitFor(a.exited, 20*time.Second, "listening on TCP port"); err != nil {
+		t.Fatalf("aria2c: %v", err)
+	}
+	s := startSeeder(t, mi, path, a.addr)
+	cdir := t.TempDir()
+	cl := newAnacrolix(t, cdir)
+	tt, err := cl.AddTorrent(theirMetaInfo(t, mi))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt.AddPeers([]torrent.PeerInfo{{Addr: addrString(s.Addr())}})
+	tt.DownloadAll()
+	out := filepath.Join(t.TempDir(), "out.bin")
+	if err := get(t, client.Source{MetaInfo: mi}, out, s.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, out, data)
+	waitFlag(t, "anacrolix download complete", tt.Complete().On(), 50*time.Second)
+	checkFile(t, filepath.Join(cdir, mi.Info.Name), data)
+	if err := a.wait(t, 50*time.Second); err != nil {
+		t.Fatalf("aria2c: %v", err)
+	}
+	checkFile(t, filepath.Join(adir, mi.Info.Name), data)
+}

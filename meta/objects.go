@@ -24,11 +24,12 @@ type objWriter struct {
 	// (compressed) but not yet written: they go into the commit's journal
 	// record first, then to their files (flush) after the callers are
 	// answered, off the latency path.
-	pending []journalObj
-	zw      *zlib.Writer // BestSpeed, for small objects
-	zwBig   *zlib.Writer // NoCompression, for objects over bigObject
-	buf     bytes.Buffer
-	n       int // objects written since the last sync (for tests and stats)
+	pending      []journalObj
+	pendingBytes int
+	zw           *zlib.Writer // BestSpeed, for small objects
+	zwBig        *zlib.Writer // NoCompression, for objects over bigObject
+	buf          bytes.Buffer
+	n            int // objects written since the last sync (for tests and stats)
 }
 
 // bigObject is the size above which objects (the trees of huge
@@ -68,6 +69,7 @@ func (w *objWriter) write(h plumbing.Hash, typ string, data []byte) error {
 		return fmt.Errorf("compress object %s: %w", hex, err)
 	}
 	w.pending = append(w.pending, journalObj{id: h, file: bytes.Clone(w.buf.Bytes())})
+	w.pendingBytes += w.buf.Len()
 	return nil
 }
 
@@ -78,10 +80,11 @@ func (w *objWriter) flush() error {
 		if err := w.writeFile(o.id, o.file); err != nil {
 			return err
 		}
+		w.pendingBytes -= len(o.file)
 		w.pending[0] = journalObj{}
 		w.pending = w.pending[1:]
 	}
-	w.pending = nil
+	w.pending, w.pendingBytes = nil, 0
 	return nil
 }
 

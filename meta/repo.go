@@ -43,6 +43,10 @@ type Options struct {
 	// means 8 MiB; negative disables the journal, so that every commit
 	// pays a syncfs and a directory fsync instead of one fdatasync.
 	JournalSize int64
+	// FlushDelay is how long the actor waits idle before it writes the
+	// loose objects of journaled commits and moves the branch (what git
+	// readers and Watch see); 0 means 10ms.
+	FlushDelay time.Duration
 }
 
 // Problem is something wrong found in the repository: a path that could not
@@ -94,6 +98,7 @@ type Repo struct {
 }
 
 type request struct {
+	sync  bool // Sync: answer after the repository shows every commit
 	ctx   context.Context
 	msg   string
 	fn    func(*Tx) error
@@ -125,6 +130,9 @@ func Open(gitDir string, opts Options) (*Repo, error) {
 	}
 	if opts.JournalSize == 0 {
 		opts.JournalSize = 8 << 20
+	}
+	if opts.FlushDelay <= 0 {
+		opts.FlushDelay = 10 * time.Millisecond
 	}
 	if _, err := os.Stat(filepath.Join(gitDir, "HEAD")); errors.Is(err, os.ErrNotExist) {
 		_, err := git.PlainInitWithOptions(gitDir, &git.PlainInitOptions{
@@ -163,6 +171,11 @@ func Open(gitDir string, opts Options) (*Repo, error) {
 	if err := r.load(); err != nil {
 		r.closeFiles()
 		return nil, err
+	}
+	if r.snap.Load().count > 10000 {
+		// Loading made a lot of garbage (objects read through go-git);
+		// hand it back to the OS instead of carrying it as RSS.
+		debug.FreeOSMemory()
 	}
 	return r, nil
 }
@@ -456,7 +469,10 @@ func (r *Repo) replay() error {
 // ctx.Err(), and the update may or may not still be committed. fn must not
 // call Update (the actor would wait for itself) and must not keep tx.
 func (r *Repo) Update(ctx context.Context, msg string, fn func(tx *Tx) error) error {
-	q := &request{ctx: ctx, msg: msg, fn: fn, reply: make(chan error, 1)}
+	return r.send(ctx, &request{ctx: ctx, msg: msg, fn: fn, reply: make(chan error, 1)})
+}
+
+func (r *Repo) send(ctx context.Context, q *request) error {
 	select {
 	case r.reqs <- q:
 	case <-ctx.Done():
@@ -479,7 +495,7 @@ func (r *Repo) Update(ctx context.Context, msg string, fn func(tx *Tx) error) er
 // a commit are written just after its callers are answered, so a reader of
 // the repository may briefly see the commit before.
 func (r *Repo) Sync(ctx context.Context) error {
-	return r.Update(ctx, "", func(*Tx) error { return nil })
+	return r.send(ctx, &request{sync: true, ctx: ctx, fn: func(*Tx) error { return nil }, reply: make(chan error, 1)})
 }
 
 // Serve is the actor loop (a suture.Service): it takes queued updates,
@@ -487,12 +503,24 @@ func (r *Repo) Sync(ctx context.Context) error {
 // when ctx ends or the Repo is closed.
 func (r *Repo) Serve(ctx context.Context) error {
 	batch := make([]*request, 0, r.opts.MaxBatch)
+	var flushC <-chan time.Time // armed while objects wait to be written
 	for {
 		select {
 		case <-ctx.Done():
+			r.serveMu.Lock()
+			if err := r.flush(); err != nil {
+				r.log.Error("meta: write committed objects", "err", err)
+			}
+			r.serveMu.Unlock()
 			return ctx.Err()
 		case <-r.closed:
 			return ErrClosed
+		case <-flushC:
+			flushC = nil
+			r.serveMu.Lock()
+			r.flushAndNotify()
+			r.serveMu.Unlock()
+			continue
 		case q := <-r.reqs:
 			batch = append(batch[:0], q)
 		}
@@ -509,6 +537,9 @@ func (r *Repo) Serve(ctx context.Context) error {
 			return err
 		}
 		clear(batch)
+		if flushC == nil && r.unflushed() {
+			flushC = time.After(r.opts.FlushDelay)
+		}
 	}
 }
 
@@ -526,6 +557,7 @@ func (r *Repo) runBatch(batch []*request) error {
 	root, count := base.root, base.count
 	var objs map[plumbing.Hash][]byte
 	var msgs []string
+	var syncs []*request
 	applied := batch[:0:0]
 	for _, q := range batch {
 		if err := q.ctx.Err(); err != nil {
@@ -537,6 +569,10 @@ func (r *Repo) runBatch(batch []*request) error {
 		tx.done = true
 		if err != nil {
 			q.reply <- err
+			continue
+		}
+		if q.sync {
+			syncs = append(syncs, q)
 			continue
 		}
 		applied = append(applied, q)
@@ -565,11 +601,23 @@ func (r *Repo) runBatch(batch []*request) error {
 	for _, q := range applied {
 		q.reply <- err
 	}
-	if len(msgs) > 0 && err == nil {
-		r.afterCommit()
+	if len(syncs) > 0 || r.w.pendingBytes > maxPendingBytes || len(r.w.pending) > maxPendingObjects {
+		ferr := r.flushAndNotify()
+		for _, q := range syncs {
+			q.reply <- ferr
+		}
 	}
 	return nil
 }
+
+// Bounds on what waits in memory (and in the journal) to be written as
+// loose objects.
+const (
+	maxPendingBytes   = 32 << 20
+	maxPendingObjects = 20000
+)
+
+func (r *Repo) unflushed() bool { return len(r.w.pending) > 0 || !r.pendingRef.IsZero() }
 
 func callFn(fn func(*Tx) error, tx *Tx) (err error) {
 	defer func() {
@@ -595,9 +643,7 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 			r.j.broken = true
 		}
 	}()
-	if err := r.flush(); err != nil { // what a failed flush left
-		return fmt.Errorf("meta: commit: %w", err)
-	}
+	first := len(w.pending) // objects of earlier commits wait there too
 	for h, d := range objs {
 		if err := w.write(h, "blob", d); err != nil {
 			return fmt.Errorf("meta: commit: %w", err)
@@ -612,15 +658,18 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 	if err := w.write(head, "commit", data); err != nil {
 		return fmt.Errorf("meta: commit: %w", err)
 	}
-	r.stats.objects.Add(uint64(len(w.pending)))
+	mine := w.pending[first:]
+	r.stats.objects.Add(uint64(len(mine)))
 	journaled := false
 	if r.j != nil {
-		rec := r.j.encodeRecord(head, w.pending)
+		rec := r.j.encodeRecord(head, mine)
 		if !r.j.fits(len(rec)) {
+			// The checkpoint writes and syncs every pending object,
+			// this commit's too: its record needs none.
 			if err := r.checkpoint(); err != nil {
 				return fmt.Errorf("meta: commit: %w", err)
 			}
-			rec = r.j.encodeRecord(head, w.pending) // new epoch
+			rec = r.j.encodeRecord(head, nil)
 		}
 		if r.j.fits(len(rec)) {
 			syncStart := time.Now()
@@ -628,9 +677,8 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 				return fmt.Errorf("meta: commit: %w", err)
 			}
 			r.stats.syncNanos.Add(int64(time.Since(syncStart)))
-			// The objects and the ref are written after the callers are
-			// answered (afterCommit), without a barrier: replay restores
-			// them after a crash.
+			// The objects and the ref are written later (flushAndNotify),
+			// without a barrier: replay restores them after a crash.
 			r.pendingRef = head
 			journaled = true
 		}
@@ -651,17 +699,22 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 	return nil
 }
 
-// afterCommit writes a journaled commit's loose objects and moves the
-// branch, after the callers have their answer, then notifies watchers (who
-// may fetch the commit from the repository).
-func (r *Repo) afterCommit() {
+// flushAndNotify writes the loose objects of journaled commits and moves
+// the branch, then notifies watchers (who may fetch the new commits from
+// the repository). It runs when the actor has been idle for FlushDelay,
+// when too much waits, on Sync and on stop: off the commit latency path.
+func (r *Repo) flushAndNotify() error {
+	if !r.unflushed() {
+		return nil
+	}
 	if err := r.flush(); err != nil {
-		// The commit is durable in the journal; the next commit retries
-		// (and fails until this works), Open replays.
+		// The commits are durable in the journal; the next flush retries,
+		// Open replays.
 		r.log.Error("meta: write committed objects", "err", err)
-		return
+		return fmt.Errorf("meta: write committed objects: %w", err)
 	}
 	r.notify()
+	return nil
 }
 
 // flush writes pending objects and then moves the branch to pendingRef.
@@ -746,6 +799,9 @@ func (r *Repo) durableRef(head plumbing.Hash) error {
 // checkpoint makes everything written so far durable (loose objects and the
 // branch) with one barrier, and starts a new journal epoch.
 func (r *Repo) checkpoint() error {
+	if err := r.flush(); err != nil {
+		return err
+	}
 	r.w.written = append(r.w.written, r.gitDir) // force the barrier
 	if err := r.w.syncObjects(r.dirF); err != nil {
 		return err

@@ -69,7 +69,8 @@ func TestModel(t *testing.T) {
 	for _, s := range sides {
 		must(t, os.Mkdir(filepath.Join(s.dir, "d"), 0o755))
 	}
-	names := []string{"a", "b", "c", "d/x", "d/y", "e"}
+	names := []string{"a", "b", "c", "d/x", "d/y", "e", "d2/x", "d2"}
+	dirs := []string{"d", "d2"}
 	const maxSize = 300 << 10
 	var log []string
 	fail := func(format string, args ...any) {
@@ -172,7 +173,7 @@ func TestModel(t *testing.T) {
 				}
 				return string(buf[:m]), err
 			}
-		case r < 97:
+		case r < 96:
 			size := rng.Int64N(maxSize)
 			op = fmt.Sprintf("hftruncate (%s) %d", hname, size)
 			do = func(s *side) (string, error) {
@@ -180,6 +181,22 @@ func TestModel(t *testing.T) {
 					return "no handle", nil
 				}
 				return "", s.h.Truncate(size)
+			}
+		case r < 98:
+			d := dirs[rng.IntN(len(dirs))]
+			switch rng.IntN(3) {
+			case 0:
+				op = "mkdir " + d
+				do = func(s *side) (string, error) { return "", os.Mkdir(filepath.Join(s.dir, d), 0o755) }
+			case 1:
+				op = "rmdir " + d
+				do = func(s *side) (string, error) { return "", syscall.Rmdir(filepath.Join(s.dir, d)) }
+			default:
+				to := dirs[rng.IntN(len(dirs))] + []string{"", "/sub"}[rng.IntN(2)]
+				op = fmt.Sprintf("rename dir %s %s", d, to)
+				do = func(s *side) (string, error) {
+					return "", syscall.Rename(filepath.Join(s.dir, d), filepath.Join(s.dir, to))
+				}
 			}
 		default:
 			op = "hclose (" + hname + ")"

@@ -63,7 +63,10 @@ func objectsToSend(ctx context.Context, s storer.EncodedObjectStorer, wants, hav
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range send {
+	// Parents before children: a commit's walk relies on its parents'
+	// (skipped paths) and on trees walked before (skipped subtrees), so
+	// everything it relies on must be complete already.
+	for _, c := range topoOrder(send) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -72,6 +75,44 @@ func objectsToSend(ctx context.Context, s storer.EncodedObjectStorer, wants, hav
 		}
 	}
 	return w.out, nil
+}
+
+// topoOrder returns commits with every parent in the set before its
+// children (a depth-first post-order over parents).
+func topoOrder(commits []*object.Commit) []*object.Commit {
+	in := make(map[plumbing.Hash]*object.Commit, len(commits))
+	for _, c := range commits {
+		in[c.Hash] = c
+	}
+	done := make(map[plumbing.Hash]bool, len(commits))
+	out := make([]*object.Commit, 0, len(commits))
+	type frame struct {
+		c    *object.Commit
+		next int // next parent to visit
+	}
+	var stack []frame
+	for _, root := range commits {
+		if done[root.Hash] {
+			continue
+		}
+		done[root.Hash] = true
+		stack = append(stack[:0], frame{c: root})
+		for len(stack) > 0 {
+			f := &stack[len(stack)-1]
+			if f.next < len(f.c.ParentHashes) {
+				p := f.c.ParentHashes[f.next]
+				f.next++
+				if pc, ok := in[p]; ok && !done[p] {
+					done[p] = true
+					stack = append(stack, frame{c: pc})
+				}
+				continue
+			}
+			out = append(out, f.c)
+			stack = stack[:len(stack)-1]
+		}
+	}
+	return out
 }
 
 func (w *packWalk) commit(h plumbing.Hash) (*object.Commit, error) {

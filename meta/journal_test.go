@@ -67,7 +67,7 @@ func TestJournalReplay(t *testing.T) {
 	put(t, r, "c", 3)
 	put(t, r, "d", 4)
 	head := r.Head()
-	stop() // writes the pending objects and moves the branch
+	stop()         // writes the pending objects and moves the branch
 	r.closeFiles() // a crash: no final checkpoint
 
 	// The power cut: objects and ref written since the checkpoint vanish.

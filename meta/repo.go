@@ -638,12 +638,20 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 		}
 	}
 	ok := false
+	first := len(w.pending) // objects of earlier commits wait there too
 	defer func() {
-		if !ok && r.j != nil {
-			r.j.broken = true
+		if !ok {
+			// Only objects of journaled commits may be flushed (see
+			// objWriter.flush): forget this commit's.
+			if len(w.pending) >= first {
+				clear(w.pending[first:])
+				w.pending = w.pending[:first]
+			}
+			if r.j != nil {
+				r.j.broken = true
+			}
 		}
 	}()
-	first := len(w.pending) // objects of earlier commits wait there too
 	for h, d := range objs {
 		if err := w.write(h, "blob", d); err != nil {
 			return fmt.Errorf("meta: commit: %w", err)
@@ -665,8 +673,9 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 		rec := r.j.encodeRecord(head, mine)
 		if !r.j.fits(len(rec)) {
 			// The checkpoint writes and syncs every pending object,
-			// this commit's too: its record needs none.
-			if err := r.checkpoint(); err != nil {
+			// this commit's too (through temp files: they are in no
+			// record), so its record needs none.
+			if err := r.checkpointFlush(false); err != nil {
 				return fmt.Errorf("meta: commit: %w", err)
 			}
 			rec = r.j.encodeRecord(head, nil)
@@ -684,7 +693,7 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 		}
 	}
 	if !journaled {
-		if err := w.flush(); err != nil {
+		if err := w.flush(false); err != nil {
 			return fmt.Errorf("meta: commit: %w", err)
 		}
 		syncStart := time.Now()
@@ -719,7 +728,7 @@ func (r *Repo) flushAndNotify() error {
 
 // flush writes pending objects and then moves the branch to pendingRef.
 func (r *Repo) flush() error {
-	if err := r.w.flush(); err != nil {
+	if err := r.w.flush(r.j != nil); err != nil {
 		return err
 	}
 	if !r.pendingRef.IsZero() {
@@ -798,9 +807,19 @@ func (r *Repo) durableRef(head plumbing.Hash) error {
 
 // checkpoint makes everything written so far durable (loose objects and the
 // branch) with one barrier, and starts a new journal epoch.
-func (r *Repo) checkpoint() error {
-	if err := r.flush(); err != nil {
+func (r *Repo) checkpoint() error { return r.checkpointFlush(r.j != nil) }
+
+// checkpointFlush is checkpoint with the flush mode given: direct only when
+// every pending object is in a journal record.
+func (r *Repo) checkpointFlush(direct bool) error {
+	if err := r.w.flush(direct); err != nil {
 		return err
+	}
+	if !r.pendingRef.IsZero() {
+		if err := r.moveRef(r.pendingRef); err != nil {
+			return err
+		}
+		r.pendingRef = plumbing.ZeroHash
 	}
 	r.w.written = append(r.w.written, r.gitDir) // force the barrier
 	if err := r.w.syncObjects(r.dirF); err != nil {

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,27 +122,46 @@ func BenchmarkRead(b *testing.B) {
 	}
 }
 
-// BenchmarkRandRead4K reads 4 KiB blocks at random offsets, one reader.
+// randReader is a separate process (the FUSE server in this one must not
+// compete with the reader for the Go scheduler) doing 4 KiB preads at
+// random offsets; it prints the mean latency in ns.
+const randReader = `
+import os, random, sys, time
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size, n = os.fstat(fd).st_size, int(sys.argv[2])
+random.seed(1)
+offs = [random.randrange(size // 4096) * 4096 for _ in range(n)]
+t = time.perf_counter_ns()
+for o in offs:
+    os.pread(fd, 4096, o)
+print((time.perf_counter_ns() - t) // n)
+`
+
+// BenchmarkRandRead4K reads 4 KiB blocks at random offsets of a 256 MiB
+// file, one reader (a separate process), and reports IOPS of both mounts.
 func BenchmarkRandRead4K(b *testing.B) {
 	const size = 256 << 20
-	for name, dir := range mounts(b) {
-		p := filepath.Join(dir, "f")
-		writeFile(b, p, size)
-		b.Run(name, func(b *testing.B) {
-			f, err := os.Open(p)
+	ms := mounts(b)
+	for _, dir := range ms {
+		writeFile(b, filepath.Join(dir, "f"), size)
+	}
+	iops := map[string]float64{}
+	for b.Loop() {
+		for _, name := range []string{"passthrough", "delugefs"} {
+			out, err := exec.Command("python3", "-c", randReader, filepath.Join(ms[name], "f"), "20000").Output()
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer f.Close()
-			rng := rand.New(rand.NewPCG(1, 2))
-			buf := make([]byte, 4096)
-			for b.Loop() {
-				if _, err := f.ReadAt(buf, rng.Int64N(size/4096)*4096); err != nil {
-					b.Fatal(err)
-				}
+			ns, err := strconv.ParseFloat(string(bytes.TrimSpace(out)), 64)
+			if err != nil {
+				b.Fatal(err)
 			}
-		})
+			iops[name] += 1e9 / ns
+		}
 	}
+	b.ReportMetric(iops["passthrough"]/float64(b.N), "IOPS-passthrough")
+	b.ReportMetric(iops["delugefs"]/float64(b.N), "IOPS-delugefs")
+	b.ReportMetric(iops["delugefs"]/iops["passthrough"], "ratio")
 }
 
 // BenchmarkSmallFiles creates, writes (1 KiB) and closes files, reporting

@@ -28,21 +28,46 @@
 // All writes go through Repo.Update: fn runs inside the actor (Serve)
 // against the latest state through a Tx. Updates queued while a commit is
 // being written are applied one after another and written as one commit
-// (group commit) whose message joins theirs. A commit writes the changed
-// manifests, the trees on the changed paths (each directory's tree id is
-// cached, so unchanged subtrees are never re-encoded; a changed directory's
-// tree is re-encoded whole, as git's format requires) and the commit object
-// as loose objects without fsync, then makes them durable with one
-// syncfs(2) of the repository's filesystem (a per-file fsync elsewhere
-// than Linux), then renames a temp file over the branch ref and fsyncs its
-// directory. A kill at any moment leaves the branch at a complete commit.
-// Only then is the new Snapshot published and are the callers answered.
+// (group commit) whose message joins theirs; an fn that fails or panics
+// leaves no trace. A commit encodes the changed manifests, the trees on the
+// changed paths (each directory's tree id is cached, so unchanged subtrees
+// are never re-encoded; a changed directory's tree is re-encoded whole, as
+// git's format requires, so a commit into a directory of 100,000 entries
+// costs O(100,000)) and the commit object.
+//
+// Durability takes one fdatasync per commit: the commit's objects (as
+// loose-object file bytes) and the new branch value are appended as one
+// record to ROOT/meta.git/delugefs.journal, a pre-filled file, and the
+// record is fdatasync'd. Then the new Snapshot is published and the callers
+// are answered. The loose-object files and the branch ref are written
+// later, without any fsync, once the actor has been idle for
+// Options.FlushDelay (10ms), when 20,000 objects or 32 MiB wait, on Sync,
+// and when Serve stops. When the journal is full, a checkpoint writes
+// everything, syncfs(2)'s the repository's filesystem (per-file fsync off
+// Linux) and starts a new journal epoch. Open replays the live records:
+// rewrites their objects, points the branch at the last record's commit
+// and checkpoints, so a kill -9 or a power cut at any moment leaves the
+// branch at a complete commit that includes every acknowledged update. A
+// torn record (crash during the append) fails its CRC; its commit was
+// never acknowledged. A commit too large for the journal takes the slow
+// path: objects and temp ref, syncfs, rename, directory fsync. With
+// Options.JournalSize < 0 every commit takes that path. Close writes
+// everything and checkpoints, so a cleanly closed repository has no live
+// journal records.
+//
+// So stock git and go-git readers of the repository (git log, git show,
+// peers' fetches) may see the branch up to FlushDelay behind the last
+// acknowledged commit; Repo.Sync waits until they see it, and Watch fires
+// after the flush, when a fetch can find the commit.
 //
 // Parent directories' mtimes are never changed by Put, Remove or Rename:
 // a directory's attributes change only when the directory itself is Put.
 // (Changing them on every create would make every pair of concurrent
 // creates in one directory on two peers a merge conflict on the marker.)
 // The fs layer may report its own times for directories.
+//
+// Snapshots, Stats (commits, updates, objects, time in barriers) and
+// Problems are safe to read at any time.
 //
 // # Reading
 //

@@ -363,7 +363,9 @@ func join(dir, name string) string {
 // Snapshot returns the latest published snapshot. It never blocks.
 func (r *Repo) Snapshot() *Snapshot { return r.snap.Load() }
 
-// Head returns the current commit (zero before the first commit).
+// Head returns the commit of the latest snapshot (zero before the first
+// commit). It is durable; the branch file may show it up to FlushDelay
+// later (see Sync).
 func (r *Repo) Head() plumbing.Hash { return r.snap.Load().head }
 
 // Storer returns the go-git storage of the repository, for serving fetches
@@ -388,8 +390,9 @@ func (r *Repo) Stats() Stats {
 	}
 }
 
-// Watch returns a channel that receives a value after each commit. Sends
-// are coalesced: the channel holds at most one pending notification, and a
+// Watch returns a channel that receives a value after commits, once they
+// are written to the repository (so a peer told to fetch finds them:
+// within about FlushDelay of the commit). Sends are coalesced: the channel holds at most one pending notification, and a
 // slow reader sees one value for many commits. The channel is never closed.
 func (r *Repo) Watch() <-chan struct{} {
 	c := make(chan struct{}, 1)

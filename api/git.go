@@ -25,9 +25,6 @@ import (
 // Agent is the agent= capability this server advertises.
 const Agent = "delugefs/1"
 
-// packWindow is the delta window of the packs sent.
-const packWindow = 10
-
 // maxHaves bounds the "have" lines of one upload-pack request.
 const maxHaves = 100_000
 
@@ -412,7 +409,7 @@ func (s *Server) handleUploadPack(w http.ResponseWriter, r *http.Request, v *vol
 	objs, err := objectsToSend(r.Context(), sto, req.wants, common)
 	if err == nil {
 		s.metrics.packObjects.Add(float64(len(objs)))
-		_, err = packfile.NewEncoder(cw, sto, !req.caps["ofs-delta"]).Encode(objs, packWindow)
+		_, err = packfile.NewEncoder(cw, sto, !req.caps["ofs-delta"]).Encode(objs, uint(s.opts.PackWindow))
 	}
 	s.metrics.packBytes.Add(float64(cw.n))
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -425,4 +426,122 @@ func counter(t *testing.T, v *volume, name string) float64 {
 	}
 	t.Fatalf("no %s in /metrics:\n%s", name, r.body)
 	return 0
+}
+
+// TestConcurrentFetches runs go-git fetches in parallel with commits (each
+// request opens its own storage: -race checks nothing is shared).
+func TestConcurrentFetches(t *testing.T) {
+	v := newVolumeOpts(t, "bigstore", api.Options{MaxPacks: 2})
+	v.addFiles(t, "seed")
+	const peers = 6
+	errc := make(chan error, peers)
+	for i := range peers {
+		go func() { // reports to errc
+			dst, err := git.PlainInit(filepath.Join(t.TempDir(), fmt.Sprint("p", i)), true)
+			if err == nil {
+				_, err = dst.CreateRemote(&config.RemoteConfig{Name: "o", URLs: []string{v.client.GitURL()}})
+			}
+			for range 5 {
+				if err != nil {
+					break
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				err = dst.FetchContext(ctx, &git.FetchOptions{RemoteName: "o", Auth: v.client.GitAuth(),
+					RefSpecs: []config.RefSpec{"+refs/heads/*:refs/remotes/o/*"}})
+				cancel()
+				if errors.Is(err, git.NoErrAlreadyUpToDate) {
+					err = nil
+				}
+			}
+			errc <- err
+		}()
+	}
+	for i := range 10 {
+		v.addFiles(t, fmt.Sprintf("d%d/f", i))
+	}
+	for range peers {
+		if err := <-errc; err != nil {
+			t.Errorf("fetch: %v", err)
+		}
+	}
+}
+
+// TestSlowHeaders checks that a client that never finishes its headers is
+// dropped after ReadHeaderTimeout.
+func TestSlowHeaders(t *testing.T) {
+	_, base := apitest.Start(t, api.Options{ReadHeaderTimeout: 200 * time.Millisecond},
+		api.Volume{ID: "v", Key: apitest.Key(), Handler: apitest.NewRecorder()})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write([]byte("GET /status HTTP/1.1\r\nHost: x\r\n"))
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	_, err = io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("read: %v (the server kept the connection)", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("connection closed after %v", d)
+	}
+}
+
+// BenchmarkClone measures a stock git clone and a go-git fetch of a
+// namespace of 10,000 files in 100 directories (one commit).
+func BenchmarkClone(b *testing.B) {
+	gitDir := filepath.Join(b.TempDir(), "meta.git")
+	served := metatest.Serve(b, gitDir, meta.Options{})
+	key := apitest.Key()
+	_, base := apitest.Start(b, api.Options{}, api.Volume{ID: "big", Key: key, GitDir: gitDir, Handler: apitest.NewRecorder()})
+	c, _ := api.NewClient(base, "big", key)
+	const files = 10000
+	err := served.Repo.Update(context.Background(), "many", func(tx *meta.Tx) error {
+		for d := range 100 {
+			if err := tx.Put(fmt.Sprint("d", d), metatest.Dir(0o755, 1)); err != nil {
+				return err
+			}
+		}
+		for i := range files {
+			if err := tx.Put(fmt.Sprintf("d%d/f%d", i%100, i), metatest.File(1<<20, uint64(i), 0o644, 1)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = served.Repo.Sync(context.Background())
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("stock-git", func(b *testing.B) {
+		for b.Loop() {
+			dir := b.TempDir()
+			cmd := exec.Command("git", "clone", "-q", "--bare", c.CloneURL(), filepath.Join(dir, "c.git"))
+			cmd.Env = benchEnv(dir)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("%v\n%s", err, out)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/clone")
+	})
+	b.Run("go-git", func(b *testing.B) {
+		for b.Loop() {
+			dst, _ := git.PlainInit(filepath.Join(b.TempDir(), "p.git"), true)
+			r, _ := dst.CreateRemote(&config.RemoteConfig{Name: "o", URLs: []string{c.GitURL()}})
+			if err := r.Fetch(&git.FetchOptions{Auth: c.GitAuth(), RefSpecs: []config.RefSpec{"+refs/heads/*:refs/remotes/o/*"}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/fetch")
+	})
+}
+
+func benchEnv(home string) []string {
+	empty := filepath.Join(home, "empty.gitconfig")
+	os.WriteFile(empty, nil, 0o644)
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "GIT_CONFIG_NOSYSTEM=1",
+		"GIT_CONFIG_GLOBAL=" + empty, "GIT_TERMINAL_PROMPT=0", "NO_PROXY=*"}
 }

@@ -194,7 +194,7 @@ func TestSilentPeer(t *testing.T) {
 	seedNode.Start(info)
 	silent := newFakePeer(t, info.Hash(), fakeSilent)
 
-	leechNode := swarmtest.NewNode(t, swarm.Config{RequestTimeout: time.Second, Dial: throttledDial(8 << 20)})
+	leechNode := swarmtest.NewNode(t, swarm.Config{RequestTimeout: 2 * time.Second, Dial: throttledDial(8 << 20)})
 	leech := leechNode.Start(info)
 	leech.AddPeer(silent.Addr())
 	waitFor(t, 10*time.Second, "requests to the silent peer", func() bool { return silent.Requests() > 0 })
@@ -410,7 +410,7 @@ func TestTrustedAlwaysUnchoked(t *testing.T) {
 func TestKeepAliveAndIdleTimeout(t *testing.T) {
 	swarmtest.CheckLeaks(t)
 	data := swarmtest.RandomData(1<<20, 16)
-	idle := swarm.Config{KeepAlive: 50 * time.Millisecond, IdleTimeout: 400 * time.Millisecond, StreamOnly: true}
+	idle := swarm.Config{KeepAlive: 50 * time.Millisecond, IdleTimeout: time.Second, StreamOnly: true}
 	seedNode := swarmtest.NewNode(t, idle)
 	info := seedNode.Seed(data)
 	seedNode.Start(info)
@@ -423,7 +423,7 @@ func TestKeepAliveAndIdleTimeout(t *testing.T) {
 	})
 	// Nothing but keep-alives flows for several idle timeouts: the
 	// connection must stay.
-	end := time.Now().Add(1500 * time.Millisecond)
+	end := time.Now().Add(2500 * time.Millisecond)
 	for time.Now().Before(end) {
 		if ps, _ := leech.Peers(context.Background()); len(ps) != 1 {
 			t.Fatal("an idle connection with keep-alives was closed")

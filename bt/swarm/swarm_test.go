@@ -3,9 +3,11 @@ package swarm_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/delugefs/delugefs/bt/swarm"
 	"github.com/delugefs/delugefs/bt/swarm/swarmtest"
+	"github.com/delugefs/delugefs/bt/wire"
 )
 
 // waitDone waits for the swarm to complete, failing the test after d.
@@ -533,4 +536,85 @@ func TestRestart(t *testing.T) {
 	if got := readAll(t, s2); !bytes.Equal(got, data) {
 		t.Fatal("blob differs after restarts")
 	}
+}
+
+// TestBadMessagesClose sends malformed messages to a seed through its
+// listener: each connection is closed (never a panic), and the seed goes
+// on serving.
+func TestBadMessagesClose(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(1<<20+5, 19)
+	seedNode := swarmtest.NewNode(t, swarm.Config{})
+	info := seedNode.Seed(data)
+	seedNode.Start(info)
+	n := uint32(info.NumPieces())
+	msg := func(id byte, payload ...byte) []byte {
+		b := binary.BigEndian.AppendUint32(nil, uint32(1+len(payload)))
+		return append(append(b, id), payload...)
+	}
+	u32 := func(vs ...uint32) []byte {
+		var b []byte
+		for _, v := range vs {
+			b = binary.BigEndian.AppendUint32(b, v)
+		}
+		return b
+	}
+	cases := []struct {
+		name string
+		send []byte
+	}{
+		{"length over the limit", u32(1 << 30)},
+		{"unknown id", msg(99, 1, 2)},
+		{"request too long", msg(6, u32(0, 0, 1<<20)...)},
+		{"request past the end", msg(6, u32(n, 0, 16<<10)...)},
+		{"have past the end", msg(4, u32(n+5)...)},
+		{"bitfield of the wrong size", msg(5, 0xff, 0xff, 0xff, 0xff, 0xff)},
+		{"piece block too long", append(msg(7, u32(0, 0)...)[:0], append(u32(9+32<<10), append([]byte{7}, make([]byte, 8+32<<10)...)...)...)},
+		{"bad extension handshake", msg(20, append([]byte{0}, "d1:mi5ee"...)...)},
+		{"bad ut_metadata", msg(20, append([]byte{1}, "i3e"...)...)},
+		{"choke with a payload", msg(0, 1)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			nc, err := net.Dial("tcp", seedNode.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(10 * time.Second))
+			res := wire.ReservedFast.With(wire.ReservedExtended)
+			if err := wire.WriteHandshake(nc, wire.Handshake{Reserved: res, InfoHash: info.Hash(), PeerID: [20]byte{'x'}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := wire.ReadHandshake(nc); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := nc.Write(tc.send); err != nil {
+				t.Fatal(err)
+			}
+			_, err = io.Copy(io.Discard, nc)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatal("the seed did not close the connection")
+			}
+		})
+	}
+	t.Run("unknown info-hash", func(t *testing.T) {
+		nc, err := net.Dial("tcp", seedNode.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		wire.WriteHandshake(nc, wire.Handshake{InfoHash: bt.InfoHash{9}})
+		b, err := io.ReadAll(nc) // EOF, or a reset: the head was read, the peer id not
+		var ne net.Error
+		if len(b) != 0 || errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("listener answered %d bytes, %v; want a close", len(b), err)
+		}
+	})
+	leechNode := swarmtest.NewNode(t, swarm.Config{})
+	leech := leechNode.Start(info)
+	leech.AddPeer(seedNode.Addr)
+	waitDone(t, leech, 30*time.Second)
 }

@@ -511,8 +511,12 @@ func (r *Repo) Serve(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			r.serveMu.Lock()
-			if err := r.flush(); err != nil {
-				r.log.Error("meta: write committed objects", "err", err)
+			select {
+			case <-r.closed: // Close wrote everything and closed the files
+			default:
+				if err := r.flush(); err != nil {
+					r.log.Error("meta: write committed objects", "err", err)
+				}
 			}
 			r.serveMu.Unlock()
 			return ctx.Err()
@@ -521,7 +525,11 @@ func (r *Repo) Serve(ctx context.Context) error {
 		case <-flushC:
 			flushC = nil
 			r.serveMu.Lock()
-			r.flushAndNotify()
+			select {
+			case <-r.closed:
+			default:
+				r.flushAndNotify()
+			}
 			r.serveMu.Unlock()
 			continue
 		case q := <-r.reqs:

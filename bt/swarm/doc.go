@@ -50,7 +50,8 @@
 //     lock per peer per step.
 //
 // Completed pieces are hashed (Blob.VerifyPiece) by Config.Verifiers
-// goroutines. A piece that fails is dropped and its blocks fetched again;
+// goroutines (twice GOMAXPROCS: the store fsyncs inside some
+// verifications, and the others keep hashing meanwhile). A piece that fails is dropped and its blocks fetched again;
 // every peer that sent part of it gets a strike, and a peer with
 // Config.BanStrikes strikes and fewer verified pieces than strikes is
 // banned for Config.BanDuration by IP:port (BanList, shareable between
@@ -67,6 +68,14 @@
 // Choking: see choke.go. Regular unchokes by rate every 10 s, one
 // optimistic unchoke rotating every 30 s, an interested peer unchoked at
 // once while a slot is free, and Config.Trusted peers always unchoked.
+//
+// # Lifetime
+//
+// Serve may run again after it returned (a supervisor's restart): the
+// picker is rebuilt from the blob's verified pieces, and calls made while
+// no Serve runs (AddPeer, ReadAt, Progress) wait in the mailbox for the
+// next run, bounded by their contexts. Reads pending when Serve returns
+// fail with ErrStopped. Close ends it for good and releases the blob.
 //
 // # Concurrency
 //

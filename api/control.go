@@ -139,6 +139,9 @@ type VolumeStatus struct {
 	// Copies lists files by copy count, as the node chooses (e.g. the
 	// under-replicated ones, or all of them when few).
 	Copies []FileCopies `json:"copies,omitempty"`
+	// Error is set (by the server, in /status) when the node could not
+	// report on the volume; the other fields are then empty.
+	Error string `json:"error,omitempty"`
 }
 
 // NodeStatus is one local node (one disk) of the volume.
@@ -357,8 +360,8 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	for _, v := range s.authorized(r) {
 		st, err := s.volumeStatus(r.Context(), v)
 		if err != nil {
-			s.handlerError(w, r, "status", fmt.Errorf("volume %s: %w", v.ID, err))
-			return
+			// One volume that cannot answer does not hide the others.
+			st = VolumeStatus{Volume: v.ID, Nodes: []NodeStatus{}, Peers: []PeerStatus{}, Swarm: []SwarmStatus{}, Error: err.Error()}
 		}
 		rep.Volumes = append(rep.Volumes, st)
 	}

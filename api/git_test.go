@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -399,10 +400,12 @@ type result struct {
 	body   string
 }
 
+// testHTTP is the tests' client: loopback only, never a proxy.
+var testHTTP = &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 30 * time.Second}
+
 func do(t *testing.T, req *http.Request) result {
 	t.Helper()
-	hc := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 30 * time.Second}
-	resp, err := hc.Do(req)
+	resp, err := testHTTP.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
@@ -544,4 +547,23 @@ func benchEnv(home string) []string {
 	os.WriteFile(empty, nil, 0o644)
 	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "GIT_CONFIG_NOSYSTEM=1",
 		"GIT_CONFIG_GLOBAL=" + empty, "GIT_TERMINAL_PROMPT=0", "NO_PROXY=*"}
+}
+
+// TestMain fails the run when goroutines outlive the tests (servers,
+// handlers, pack encoders).
+func TestMain(m *testing.M) {
+	before := runtime.NumGoroutine()
+	code := m.Run()
+	testHTTP.CloseIdleConnections()
+	deadline := time.Now().Add(10 * time.Second)
+	for code == 0 && runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		runtime.Gosched()
+		time.Sleep(10 * time.Millisecond) // polling for exits, not settling
+	}
+	if code == 0 && runtime.NumGoroutine() > before {
+		buf := make([]byte, 1<<20)
+		fmt.Fprintf(os.Stderr, "leaked goroutines: %d > %d\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		code = 1
+	}
+	os.Exit(code)
 }

@@ -48,7 +48,13 @@ func unmount(m *Point) error {
 		return nil // never mounted, or torn down already
 	default:
 	}
-	return lazyUnmount(m.dir)
+	err := lazyUnmount(m.dir)
+	if errors.Is(err, unix.EINVAL) {
+		// Not mounted any more: cgofuse unmounted on SIGINT/SIGTERM, or
+		// someone ran umount. The loop is ending; wait for it.
+		return nil
+	}
+	return err
 }
 
 // setReadAhead sets read_ahead_kb of the mount's backing device info.

@@ -142,23 +142,62 @@ func xferGet(b *testing.B, d *xferData, seed, dir string) (time.Duration, float6
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	start := time.Now()
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	// The child's rusage would not do: its maxrss starts from this
+	// process's, whose memory the child shares until it execs. VmHWM is
+	// the high-water mark of the child's own memory; it only grows, so
+	// polling it misses at most the last few milliseconds.
+	exited := make(chan struct{})
+	peak := make(chan float64, 1)
+	go func() { // polls until the child has exited
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		var hwm float64
+		for {
+			if v, ok := vmHWM(cmd.Process.Pid); ok {
+				hwm = max(hwm, v)
+			}
+			select {
+			case <-exited:
+				peak <- hwm
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	err := cmd.Wait()
+	took := time.Since(start)
+	close(exited)
+	rss := <-peak
+	if err != nil {
 		b.Fatalf("delugefs bt get: %v\n%s", err, stderr.String())
 	}
-	took := time.Since(start)
 	fi, err := os.Stat(out)
 	if err != nil || fi.Size() != xferSize {
 		b.Fatalf("delugefs bt get left %v, %v", fi, err)
-	}
-	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	var rss float64
-	if ru != nil {
-		rss = float64(ru.Maxrss) / 1024 // KiB on Linux
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		b.Fatal(err)
 	}
 	return took, rss
+}
+
+// vmHWM returns the peak resident memory of process pid in MiB, while it
+// runs.
+func vmHWM(pid int) (float64, bool) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+			return kb / 1024, err == nil
+		}
+	}
+	return 0, false
 }
 
 // xferAnacrolix starts an anacrolix/torrent client on loopback with its

@@ -1,7 +1,3 @@
-// Package fstest runs DelugeFS nodes mounted for real in tests: a node is a
-// root directory holding the namespace (meta.git) and the blob store, a
-// Serve loop, an fs.FS and its mount under t.TempDir(), unmounted and
-// stopped when the test ends, even when it fails.
 package fstest
 
 import (

@@ -102,14 +102,16 @@ func TestControlRoundTrip(t *testing.T) {
 }
 
 func TestControlErrors(t *testing.T) {
-	keyA, keyB := apitest.Key(), apitest.Key()
+	keyA, keyB, keyC := apitest.Key(), apitest.Key(), apitest.Key()
 	recA := apitest.NewRecorder()
 	srv, base := apitest.Start(t, api.Options{MaxBody: 1024},
 		api.Volume{ID: "a", Key: keyA, Handler: recA},
 		api.Volume{ID: "b", Key: keyB, Handler: api.HandlerFuncs{}},
+		api.Volume{ID: "c", Key: keyC, GitDir: t.TempDir(), Handler: recA},
 	)
 	tokA, _ := api.Token(keyA)
 	tokB, _ := api.Token(keyB)
+	tokC, _ := api.Token(keyC)
 	head := strings.Repeat("0f", 20)
 	good := `{"node":"n1","head":"` + head + `"}`
 
@@ -141,6 +143,8 @@ func TestControlErrors(t *testing.T) {
 		{"space", "POST", "/v1/a/space", tokA, "application/json", `{}`, 200, `"disks":[]`},
 		{"not implemented", "POST", "/v1/b/space", tokB, "application/json", `{}`, 501, "not implemented"},
 		{"no endpoint", "GET", "/nothing", tokA, "", "", 404, "no such endpoint"},
+		{"no git", "GET", "/git/a/info/refs?service=git-upload-pack", tokA, "", "", 404, "no git repository"},
+		{"no git repo", "POST", "/git/c/git-upload-pack", tokC, "", "0000", 404, "repository is missing"},
 		{"no endpoint, no token", "GET", "/nothing", "", "", "", 401, "unauthorized"},
 		{"status, no token", "GET", "/status", "", "", "", 401, "unauthorized"},
 		{"metrics, no token", "GET", "/metrics", "", "", "", 401, "unauthorized"},
@@ -203,7 +207,7 @@ func TestControlErrors(t *testing.T) {
 		`delugefs_api_requests_total{code="204",endpoint="notify"}`,
 		`delugefs_api_requests_total{code="413",endpoint="notify"}`,
 		`delugefs_api_auth_failures_total`,
-		`delugefs_api_volumes 2`,
+		`delugefs_api_volumes 3`,
 	} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -9,6 +9,8 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -28,8 +30,17 @@ const Agent = "delugefs/1"
 // maxHaves bounds the "have" lines of one upload-pack request.
 const maxHaves = 100_000
 
-// openGit opens a private read-only view of a volume's repository.
-func openGit(v *volume) *filesystem.Storage {
+// openGit opens a private read-only view of a volume's repository, or
+// answers 404 and returns nil when the volume has none (yet).
+func openGit(w http.ResponseWriter, v *volume) *filesystem.Storage {
+	if v.GitDir == "" {
+		writeError(w, http.StatusNotFound, "api: no git repository for this volume")
+		return nil
+	}
+	if _, err := os.Stat(filepath.Join(v.GitDir, "HEAD")); err != nil {
+		writeError(w, http.StatusNotFound, "api: the volume's git repository is missing")
+		return nil
+	}
 	return filesystem.NewStorage(osfs.New(v.GitDir), cache.NewObjectLRU(4<<20))
 }
 
@@ -43,11 +54,10 @@ func (s *Server) handleInfoRefs(w http.ResponseWriter, r *http.Request, v *volum
 		writeError(w, http.StatusForbidden, "api: only git's smart HTTP upload-pack is served")
 		return
 	}
-	if v.GitDir == "" {
-		writeError(w, http.StatusNotFound, "api: no git repository for this volume")
+	sto := openGit(w, v)
+	if sto == nil {
 		return
 	}
-	sto := openGit(v)
 	defer sto.Close()
 	ar, err := advertise(sto)
 	if err != nil {
@@ -310,10 +320,11 @@ func (l *limitReader) Read(p []byte) (int, error) {
 }
 
 func (s *Server) handleUploadPack(w http.ResponseWriter, r *http.Request, v *volume) {
-	if v.GitDir == "" {
-		writeError(w, http.StatusNotFound, "api: no git repository for this volume")
+	sto := openGit(w, v)
+	if sto == nil {
 		return
 	}
+	defer sto.Close()
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/x-git-upload-pack-request" {
 			writeError(w, http.StatusUnsupportedMediaType, "api: content type must be application/x-git-upload-pack-request")
@@ -339,8 +350,6 @@ func (s *Server) handleUploadPack(w http.ResponseWriter, r *http.Request, v *vol
 		return
 	}
 
-	sto := openGit(v)
-	defer sto.Close()
 	h := w.Header()
 	h.Set("Content-Type", "application/x-git-upload-pack-result")
 	h.Set("Cache-Control", "no-cache")

@@ -23,6 +23,10 @@
 // returns. A restarted Serve binds the same address again. Register the
 // node's own collectors on srv.Registry().
 //
+// meta.Repo writes a commit's objects and branch just after Update returns
+// and then signals Watch: notify peers from Watch (or after Repo.Sync), so
+// that a peer's fetch finds the commit in the repository served here.
+//
 // Peers call it with a Client:
 //
 //	c, err := api.NewClient("http://10.0.0.2:7450", volumeID, volumeKey)
@@ -42,12 +46,15 @@
 //	GET  /status               -> StatusReport: every volume the credentials open
 //	GET  /metrics              Prometheus text format
 //
-// Errors are JSON {"error": "..."} with a 4xx or 5xx status: 400 malformed
-// (bad JSON, unknown fields, trailing data, bad head or node id), 404
-// unknown volume or endpoint, 405 wrong method, 413 body too large, 415
-// wrong content type or encoding, 501 a call the node does not implement,
-// 503 the handler's context ended. Control bodies are bounded
-// (Options.MaxBody, 64 KiB); replies are bounded by the client (64 MiB).
+// Errors are JSON {"error": "..."} with a 4xx or 5xx status: 400
+// malformed (bad JSON, unknown fields, trailing data, bad head or node
+// id), 404 unknown volume or endpoint (or a volume without a repository
+// under /git), 405 wrong method (checked after authentication), 413 body
+// too large, 415 wrong content type or encoding, 501 a call the node does
+// not implement, 503 the handler's context ended. Control bodies are
+// bounded (Options.MaxBody, 64 KiB); replies are bounded by the client
+// (64 MiB). /status reports a volume whose node cannot answer in place,
+// with its Error set.
 //
 // # Security
 //

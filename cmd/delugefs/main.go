@@ -32,6 +32,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		case "version":
 			fmt.Fprintln(stdout, "delugefs", version)
 			return 0
+		case "bt":
+			return btMain(args[1:], stdout, stderr)
 		}
 	}
 	cfg, err := parseFlags(args, stderr)
@@ -91,6 +93,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 Usage:
   delugefs --create --id VOLUME --root DIR [--mount DIR]   first node of a new volume
   delugefs --id VOLUME --root DIR [--mount DIR]            start a node again
+  delugefs bt create|seed|get ...                         the standalone BitTorrent client (delugefs bt --help)
   delugefs version
 
 SIGINT or SIGTERM unmounts cleanly and exits 0.

@@ -47,13 +47,9 @@ func run(ctx context.Context, cfg *config, stdout io.Writer, log *slog.Logger) e
 	var mp *mount.Point
 	if mountDir != "" {
 		fsys := fs.New(n.Repo, n.Store, fs.Options{Logger: log})
-		mp, err = mount.Mount(mountDir, fsys, mount.Options{
-			Name:        "delugefs:" + cfg.id,
-			AllowOther:  cfg.allowOther,
-			ReaddirPlus: true,
-			OpenTrunc:   true,
-			Debug:       cfg.debugFUSE,
-		})
+		mo := fs.MountConfig(fs.MountOptions{AllowOther: cfg.allowOther, Debug: cfg.debugFUSE})
+		mo.Name = "delugefs:" + cfg.id
+		mp, err = mount.Mount(mountDir, fsys, mo)
 		if err != nil {
 			stopVolume()
 			<-volumeDone

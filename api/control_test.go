@@ -294,3 +294,26 @@ func mustReq(t *testing.T, method, url string) *http.Request {
 	}
 	return req
 }
+
+func TestStatusText(t *testing.T) {
+	now := time.Unix(1_700_000_100, 0).UTC()
+	rep := &api.StatusReport{Time: now, Volumes: []api.VolumeStatus{{
+		Volume: "bigstore", Head: strings.Repeat("ab", 20), Files: 2, Bytes: 3 << 30,
+		Nodes:  []api.NodeStatus{{ID: "n1", Root: "/mnt/d1", Blobs: 2, Free: 1 << 40, Total: 4 << 40}},
+		Peers:  []api.PeerStatus{{Node: "p1", Addr: "10.0.0.2:7450", Alive: true, LastSeen: now.Add(-3 * time.Second), Free: 1536, Total: 2048}},
+		Swarm:  []api.SwarmStatus{{InfoHash: strings.Repeat("cd", 20), Path: "film.mkv", Progress: 0.25, Peers: 3, Down: 1 << 20}},
+		Copies: []api.FileCopies{{Path: "film.mkv", Size: 3 << 30, Copies: 1, Holders: []string{"n1"}}},
+	}, {Volume: "other", Error: "api: not implemented"}}}
+	var b strings.Builder
+	if err := rep.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"volume bigstore", "abababababab", "3.0 GiB", "/mnt/d1", "1.0 TiB", "alive", "1.5 KiB", "3s ago", "film.mkv", "25.0%", "1.0 MiB/s", "error: api: not implemented"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, b.String())
+		}
+	}
+	if api.Bytes(0) != "0 B" || api.Bytes(1023) != "1023 B" || api.Bytes(1<<60) != "1.0 EiB" || api.Bytes(^uint64(0)) != "16.0 EiB" {
+		t.Errorf("Bytes: %s %s %s %s", api.Bytes(0), api.Bytes(1023), api.Bytes(1<<60), api.Bytes(^uint64(0)))
+	}
+}

@@ -567,3 +567,12 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// TestStockGitCredentialHelper: the token comes from a credential helper
+// instead of the URL.
+func TestStockGitCredentialHelper(t *testing.T) {
+	v := newVolume(t, "bigstore")
+	v.addFiles(t, "a")
+	helper := "!f() { echo username=delugefs; echo password=" + v.client.Token + "; }; f"
+	mustGit(t, t.TempDir(), "-c", "credential.helper="+helper, "clone", "-q", v.client.GitURL(), "c")
+}

@@ -120,3 +120,5 @@ require (
 	modernc.org/sqlite v1.21.1 // indirect
 	zombiezen.com/go/sqlite v0.13.1 // indirect
 )
+
+replace github.com/winfsp/cgofuse => ./third_party/cgofuse

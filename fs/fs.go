@@ -101,6 +101,12 @@ type MountOptions struct {
 	AllowOther bool
 	// Debug logs every FUSE request to stderr.
 	Debug bool
+	// CacheTimeout is how long the kernel trusts a name, a file's
+	// attributes and a missing name before it asks again (default 1s; a
+	// negative value: never). Changes made through the mount reach the
+	// kernel at once; a peer's change, which arrives through the
+	// namespace sync, shows after at most this long (as on NFS).
+	CacheTimeout time.Duration
 }
 
 // Mount mounts fsys at dir, recovering a stale mount there first, and
@@ -114,15 +120,23 @@ func Mount(dir string, fsys *FS, o MountOptions) (*mount.Point, error) {
 }
 
 // MountConfig returns the mount.Options DelugeFS mounts with: readdirplus,
-// atomic O_TRUNC, default_permissions, 1 MiB read-ahead.
+// atomic O_TRUNC, default_permissions, 1 MiB read-ahead, and entry,
+// attribute and negative timeouts of o.CacheTimeout (default 1s).
 func MountConfig(o MountOptions) mount.Options {
+	t := o.CacheTimeout
+	if t == 0 {
+		t = time.Second
+	}
 	return mount.Options{
-		Name:        "delugefs",
-		AllowOther:  o.AllowOther,
-		ReaddirPlus: true,
-		OpenTrunc:   true,
-		ReadAheadKB: 1024,
-		Debug:       o.Debug,
+		Name:            "delugefs",
+		AllowOther:      o.AllowOther,
+		ReaddirPlus:     true,
+		OpenTrunc:       true,
+		ReadAheadKB:     1024,
+		Debug:           o.Debug,
+		EntryTimeout:    t,
+		AttrTimeout:     t,
+		NegativeTimeout: t,
 	}
 }
 

@@ -37,6 +37,18 @@ type Options struct {
 	// request at 1 MiB (max_pages 256), so 1024 gives the biggest reads.
 	// libfuse's own -o max_readahead is refused by its high-level API.
 	ReadAheadKB int
+	// EntryTimeout, AttrTimeout and NegativeTimeout are how long the kernel
+	// may trust a name lookup, a file's attributes and a failed lookup
+	// before it asks again (-o entry_timeout, attr_timeout,
+	// negative_timeout). Zero leaves libfuse's defaults: 1 s, 1 s and 0
+	// (never trusted); a negative value passes 0.
+	EntryTimeout, AttrTimeout, NegativeTimeout time.Duration
+	// MaxThreads bounds libfuse3's worker threads on Linux (-o
+	// max_threads; default 16). Mount also passes it as max_idle_threads, which silences
+	// libfuse 3.14's "Ignoring invalid max threads value 4294967295"
+	// (its own default, UINT_MAX, fails its own check) and keeps idle
+	// workers alive as that default does.
+	MaxThreads int
 	// Extra holds further -o options, passed as they are.
 	Extra []string
 	// Timeout bounds how long Mount waits for the kernel and Unmount for
@@ -70,6 +82,15 @@ func Args(o Options) []string {
 	if o.AllowOther {
 		opts += ",allow_other"
 	}
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{{"entry_timeout", o.EntryTimeout}, {"attr_timeout", o.AttrTimeout}, {"negative_timeout", o.NegativeTimeout}} {
+		if t.d != 0 {
+			opts += fmt.Sprintf(",%s=%g", t.name, max(t.d, 0).Seconds())
+		}
+	}
+	opts += threadOpts(o.MaxThreads)
 	for _, e := range o.Extra {
 		opts += "," + e
 	}

@@ -57,6 +57,15 @@ func unmount(m *Point) error {
 	return err
 }
 
+// threadOpts returns the -o options for libfuse3's worker threads (see
+// Options.MaxThreads), with a leading comma.
+func threadOpts(n int) string {
+	if n <= 0 {
+		n = 16
+	}
+	return fmt.Sprintf(",max_threads=%d,max_idle_threads=%d", n, n)
+}
+
 // setReadAhead sets read_ahead_kb of the mount's backing device info.
 func setReadAhead(dev uint64, kb int) error {
 	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(dev), unix.Minor(dev))
@@ -64,7 +73,7 @@ func setReadAhead(dev uint64, kb int) error {
 }
 
 // Recover makes dir usable as a mount point. If a FUSE file system whose
-// process died is still mounted there (stat fails with ENOTCONN), Recover
+// process died is still mounted there (statfs fails with ENOTCONN), Recover
 // unmounts it lazily. If a live file system is mounted at dir, it returns
 // ErrBusy. A plain directory is left alone.
 func Recover(dir string) error {
@@ -72,8 +81,12 @@ func Recover(dir string) error {
 	if err != nil {
 		return fmt.Errorf("recover mount point %s: %w", dir, err)
 	}
+	// statfs, not stat: the kernel answers stat of a FUSE root from its
+	// attribute cache (attr_timeout) even when the connection is dead,
+	// while statfs always asks the file system.
 	var st unix.Stat_t
-	err = unix.Stat(abs, &st)
+	var sfs unix.Statfs_t
+	err = unix.Statfs(abs, &sfs)
 	switch {
 	case errors.Is(err, unix.ENOTCONN) || errors.Is(err, unix.ECONNABORTED):
 		if err := lazyUnmount(abs); err != nil {

@@ -42,6 +42,8 @@ func unmount(m *Point) error {
 	return nil
 }
 
+func threadOpts(n int) string { return "" } // libfuse3's options only
+
 func setReadAhead(dev uint64, kb int) error { return nil }
 
 func abort(m *Point) error { return errors.New("abort: not supported on this platform") }

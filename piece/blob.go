@@ -59,6 +59,11 @@ type Blob struct {
 
 	refs int // OpenBlob calls not yet closed; guarded by s.mu
 
+	// syncHook, when set (by tests, before use), replaces the fsync of the
+	// data file, so a test sees what is persisted at the moment the data
+	// is made durable.
+	syncHook func(*os.File) error
+
 	// flushMu serialises writes of the .have file and completion. Lock
 	// order: flushMu, then s.mu, then mu.
 	flushMu sync.Mutex
@@ -313,15 +318,7 @@ func (b *Blob) VerifyPiece(i int) (ok bool, err error) {
 		}
 		return false, nil
 	}
-	if !b.setBit(i) {
-		return true, nil // verified before
-	}
-	b.mu.Lock()
-	b.count++
-	full := b.count == b.n
-	b.dirtyBytes += b.info.PieceSize(i)
-	due := b.dirtyBytes >= flushBytes || time.Since(b.lastFlush) >= flushEvery
-	b.mu.Unlock()
+	full, due := b.mark(i)
 	switch {
 	case full:
 		err = b.finish()
@@ -339,14 +336,97 @@ func (b *Blob) VerifyPiece(i int) (ok bool, err error) {
 	return true, nil
 }
 
-// Sync makes the data written so far durable and persists the bitfield.
+// mark sets the mark of piece i, whose data is written. It reports whether
+// every piece is now verified and whether a persistence is due (see Due).
+func (b *Blob) mark(i int) (full, due bool) {
+	if !b.setBit(i) {
+		return false, false // verified before
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.count++
+	b.dirtyBytes += b.info.PieceSize(i)
+	return b.count == b.n, b.dueLocked()
+}
+
+func (b *Blob) dueLocked() bool {
+	return b.dirtyBytes > 0 && (b.count == b.n || b.dirtyBytes >= flushBytes || time.Since(b.lastFlush) >= flushEvery)
+}
+
+// WritePiece writes the whole piece i (Info.PieceSize(i) bytes of data) and
+// marks it verified, if data hashes to the piece's hash: the blob hashes
+// exactly the bytes it writes, so a caller that assembled a piece in memory
+// spends one hash and one write on it and never reads it back. If data does
+// not match, WritePiece writes nothing and returns false and a nil error
+// (the caller downloads the piece again, and the bytes on disk stay as they
+// were).
+//
+// WritePiece never waits on fsync: the mark is in memory (HasPiece, Have,
+// readers see it at once) until the owner persists it with Sync, which it
+// calls when Due reports true, or Close. A crash before then loses the mark
+// (the piece is downloaded again), never persists it without its data.
+// The last piece does not complete the blob in the store either: Sync (or
+// Close) does, once every piece is verified.
+//
+// On a piece verified already (or a complete blob) WritePiece writes
+// nothing and only reports whether data matches.
+func (b *Blob) WritePiece(i int, data []byte) (ok bool, err error) {
+	if i < 0 || i >= b.n {
+		return false, fmt.Errorf("write piece %d of %d: %w", i, b.n, ErrRange)
+	}
+	if size := b.info.PieceSize(i); int64(len(data)) != size {
+		return false, fmt.Errorf("write piece %d: %d bytes for a piece of %d: %w", i, len(data), size, ErrRange)
+	}
+	if sha1.Sum(data) != b.info.PieceHash(i) {
+		return false, nil
+	}
+	if b.HasPiece(i) || b.complete.Load() {
+		return true, nil
+	}
+	if _, err := b.f.Load().WriteAt(data, b.info.PieceOffset(i)); err != nil {
+		return false, fmt.Errorf("write piece %d of blob %s: %w", i, b.hash, err)
+	}
+	// The mark after the write: a persistence that snapshots the marks
+	// and then syncs the data covers every piece in its snapshot.
+	b.mark(i)
+	return true, nil
+}
+
+// Due reports whether marks wait to be persisted and it is time to: this
+// many bytes of pieces were verified since the last persistence (64 MiB),
+// a second has passed, or every piece is verified (then Sync completes the
+// blob). The owner of a blob fed by WritePiece polls it and calls Sync off
+// its hot path.
+func (b *Blob) Due() bool {
+	if b.complete.Load() {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !b.removed && !b.closed && b.dueLocked()
+}
+
+// Sync makes the data written so far durable and persists the bitfield;
+// once every piece is verified it completes the blob in the store instead
+// (the data made durable and read-only, the .have file removed).
 func (b *Blob) Sync() error {
-	b.flushMu.Lock()
-	defer b.flushMu.Unlock()
-	if err := b.flushLocked(); err != nil {
+	if err := b.persist(); err != nil {
 		return fmt.Errorf("sync blob %s: %w", b.hash, err)
 	}
 	return nil
+}
+
+// persist is Sync without the wrapping.
+func (b *Blob) persist() error {
+	b.mu.Lock()
+	full := b.count == b.n
+	b.mu.Unlock()
+	if full {
+		return b.finish()
+	}
+	b.flushMu.Lock()
+	defer b.flushMu.Unlock()
+	return b.flushLocked()
 }
 
 // Close persists the bitfield and releases the blob (after the last Close
@@ -365,9 +445,7 @@ func (b *Blob) Close() error {
 	}
 	s.mu.Unlock()
 
-	b.flushMu.Lock()
-	err := b.flushLocked()
-	b.flushMu.Unlock()
+	err := b.persist()
 
 	s.mu.Lock()
 	b.refs--
@@ -418,7 +496,7 @@ func (b *Blob) flushLocked() error {
 	// was written (and read back by its hash) before its mark was set, so
 	// the sync covers it.
 	snap := b.haveBytes()
-	err := b.f.Load().Sync()
+	err := b.syncData(b.f.Load())
 	if err == nil {
 		err = b.writeHave(snap, false)
 	}
@@ -440,7 +518,7 @@ func (b *Blob) finish() error {
 	}
 	// The slow part outside the store lock.
 	f := b.f.Load()
-	if err := f.Sync(); err != nil {
+	if err := b.syncData(f); err != nil {
 		return fmt.Errorf("complete blob: %w", err)
 	}
 	if err := f.Chmod(0o444); err != nil {
@@ -455,6 +533,14 @@ func (b *Blob) finish() error {
 		return fmt.Errorf("complete blob: %w", err)
 	}
 	return nil
+}
+
+// syncData makes the data file f durable.
+func (b *Blob) syncData(f *os.File) error {
+	if b.syncHook != nil {
+		return b.syncHook(f)
+	}
+	return f.Sync()
 }
 
 // stale reports whether the blob's files are no longer the partial blob's

@@ -20,6 +20,9 @@ type Node struct {
 	Config *Config
 	Repo   *meta.Repo
 	Store  *piece.Store
+	Swarms *Swarms
+
+	sup *actors.Supervisor // the node's supervisor: meta, swarms
 
 	log  *slog.Logger
 	lock *os.File // held for the node's life: one process per root
@@ -31,6 +34,8 @@ type Options struct {
 	Create bool
 	// Log receives the node's events; nil means slog.Default().
 	Log *slog.Logger
+	// Swarms configure the node's BitTorrent side.
+	Swarms SwarmOptions
 }
 
 // Open checks root and opens the node of volume volumeID in it.
@@ -70,15 +75,17 @@ func Open(root, volumeID string, opts Options) (*Node, error) {
 		n.Close()
 		return nil, fmt.Errorf("node: open namespace: %w", err)
 	}
+	n.sup = actors.NewSupervisor("node "+cfg.NodeID, n.log)
+	n.sup.Add(actors.Critical(actors.Func("meta", n.Repo.Serve)))
+	n.Swarms = newSwarms(n.Store, n.sup, opts.Swarms, n.log)
 	return n, nil
 }
 
-// Serve runs the node's actors until ctx ends. The namespace is critical:
-// if its actor cannot run, the node stops with its error.
+// Serve runs the node's actors (the namespace, the swarms) until ctx ends.
+// The namespace is critical: if its actor cannot run, the node stops with
+// its error.
 func (n *Node) Serve(ctx context.Context) error {
-	sup := actors.NewSupervisor("node "+n.Config.NodeID, n.log)
-	sup.Add(actors.Critical(actors.Func("meta", n.Repo.Serve)))
-	return actors.Run(ctx, sup)
+	return actors.Run(ctx, n.sup)
 }
 
 // Close releases the node's files. Call it after Serve has returned.

@@ -1,0 +1,148 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/delugefs/delugefs/actors"
+	"github.com/delugefs/delugefs/bt"
+	"github.com/delugefs/delugefs/bt/swarm"
+	"github.com/delugefs/delugefs/piece"
+)
+
+// Swarms runs one swarm per blob the node reads from peers or serves to
+// them, each a child of the node's supervisor, registered with the process's
+// swarm registry so its listener routes inbound connections to it. It is the
+// fs's Remote: a read of a blob that is not complete here joins the blob's
+// swarm and returns as soon as the pieces it covers are verified.
+//
+// Its methods are safe for concurrent use.
+type Swarms struct {
+	store *piece.Store
+	reg   *swarm.Registry
+	kids  *actors.Children[bt.InfoHash]
+	cfg   swarm.Config
+	log   *slog.Logger
+
+	mu    sync.Mutex // guards peers and the creation of swarms
+	peers []string   // BitTorrent addresses of the volume's other nodes
+
+	// hosts holds the hosts of peers, read by the swarms' choking rounds
+	// without taking mu (a swarm may be busy while AddPeer holds mu).
+	hosts atomic.Pointer[map[string]bool]
+}
+
+// SwarmOptions configure a node's swarms.
+type SwarmOptions struct {
+	// Registry is the process's registry (one listener per process); nil
+	// makes one for this node alone.
+	Registry *swarm.Registry
+	// ListenPort is the BitTorrent port announced to peers (0: none).
+	ListenPort int
+	// Peers are the BitTorrent addresses (host:port) of other nodes of the
+	// volume, tried for every blob.
+	Peers []string
+	// NoPeerWait bounds a read no connected peer can serve (default 10 s).
+	NoPeerWait time.Duration
+}
+
+func newSwarms(store *piece.Store, sup *actors.Supervisor, o SwarmOptions, log *slog.Logger) *Swarms {
+	if o.Registry == nil {
+		o.Registry = swarm.NewRegistry()
+	}
+	s := &Swarms{
+		store: store,
+		reg:   o.Registry,
+		kids:  actors.NewChildren[bt.InfoHash](sup),
+		cfg: swarm.Config{
+			Store:      store,
+			Logger:     log,
+			ListenPort: o.ListenPort,
+			NoPeerWait: o.NoPeerWait,
+		},
+		log: log,
+	}
+	// The volume's own nodes are always unchoked: a stream from another
+	// disk must never wait for a choke round.
+	s.cfg.Trusted = s.isPeer
+	s.hosts.Store(&map[string]bool{})
+	for _, p := range o.Peers {
+		s.AddPeer(p)
+	}
+	return s
+}
+
+// isPeer reports whether addr is on a host of the volume's nodes.
+func (s *Swarms) isPeer(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && (*s.hosts.Load())[host]
+}
+
+// AddPeer adds the BitTorrent address of another node of the volume; every
+// swarm, running or started later, tries it.
+func (s *Swarms) AddPeer(addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.peers {
+		if p == addr {
+			return
+		}
+	}
+	s.peers = append(s.peers, addr)
+	hosts := map[string]bool{}
+	for _, p := range s.peers {
+		if h, _, err := net.SplitHostPort(p); err == nil {
+			hosts[h] = true
+		}
+	}
+	s.hosts.Store(&hosts)
+	for _, h := range s.kids.Keys() {
+		if sw := s.reg.Get(h); sw != nil {
+			sw.AddPeer(addr)
+		}
+	}
+}
+
+// Ensure returns the running swarm of info's blob, starting one if there is
+// none: a complete local blob is seeded, a partial one resumed, a missing
+// one fetched from the peers.
+func (s *Swarms) Ensure(info *bt.Info) (*swarm.Swarm, error) {
+	h := info.Hash()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sw := s.reg.Get(h); sw != nil {
+		if _, ok := s.kids.Get(h); ok {
+			return sw, nil
+		}
+	}
+	sw, err := swarm.New(info, s.cfg)
+	if err != nil {
+		return nil, fmt.Errorf("node: swarm %s: %w", h, err)
+	}
+	s.reg.Add(sw)
+	s.kids.Ensure(h, func() actors.Service {
+		return actors.Func("swarm "+h.String()[:12], sw.Serve)
+	})
+	for _, p := range s.peers {
+		sw.AddPeer(p)
+	}
+	return sw, nil
+}
+
+// ReadAt reads len(p) bytes at off of info's blob through its swarm. It is
+// the fs's Remote.
+func (s *Swarms) ReadAt(ctx context.Context, info *bt.Info, p []byte, off int64) (int, error) {
+	sw, err := s.Ensure(info)
+	if err != nil {
+		return 0, err
+	}
+	return sw.ReadAt(ctx, p, off)
+}
+
+// Len returns the number of running swarms.
+func (s *Swarms) Len() int { return s.kids.Len() }

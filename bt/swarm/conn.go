@@ -249,8 +249,9 @@ func (c *conn) run(ctx context.Context) error {
 }
 
 // recvBatch is what the read loop has received and not yet handed over:
-// blocks in the slab not yet written to the blob, events not yet posted,
-// requests not yet queued for serving.
+// blocks in the slab not yet written to the blob (and blocks read into
+// piece buffers, in claims and evs), events not yet posted, requests not
+// yet queued for serving.
 type recvBatch struct {
 	slab   []byte
 	used   int
@@ -386,7 +387,7 @@ func (s *sockReader) Read(p []byte) (int, error) {
 // readFD is called by the poller; it returns false to wait for data.
 func (s *sockReader) readFD(fd uintptr) bool {
 	for {
-		n, err := syscall.Read(int(fd), s.p)
+		n, err := sysRead(fd, s.p)
 		switch err {
 		case nil:
 			s.n = n
@@ -411,8 +412,10 @@ func (s *sockReader) readFD(fd uintptr) bool {
 // errPeerClosed reports a connection the peer closed.
 var errPeerClosed = errors.New("swarm: peer closed the connection")
 
-// recvBlock takes the block of a piece message: it is read into the slab
-// only if this connection claims it first; otherwise Next skips it.
+// recvBlock takes the block of a piece message: it is read only if this
+// connection claims it first (otherwise Next skips it), into its piece's
+// buffer, or into the slab to be written to the blob when the piece has no
+// buffer (direct).
 func (c *conn) recvBlock(ts *torrent, r *wire.Reader, m *wire.Message, b *recvBatch) error {
 	b.bytes += int64(m.Length)
 	if ts == nil {
@@ -422,10 +425,19 @@ func (c *conn) recvBlock(ts *torrent, r *wire.Reader, m *wire.Message, b *recvBa
 	if !ok || !ts.claim(blk) {
 		return nil // unaligned, or a copy of a block someone sent already
 	}
+	n := int(m.Length)
+	if pb := ts.bufFor(int(m.Index)); pb != direct {
+		if err := r.ReadBlock(pb.data[m.Begin : int(m.Begin)+n]); err != nil {
+			ts.unclaim(blk)
+			return err
+		}
+		b.claims = append(b.claims, blk)
+		b.evs = append(b.evs, event{kind: evBlock, c: c, index: m.Index, begin: m.Begin, length: m.Length})
+		return nil
+	}
 	if b.slab == nil {
 		b.slab = make([]byte, slabSize)
 	}
-	n := int(m.Length)
 	if b.used+n > len(b.slab) {
 		if err := c.flush(ts, b); err != nil {
 			ts.unclaim(blk)

@@ -140,6 +140,9 @@ func Get(ctx context.Context, cfg GetConfig) error {
 	if err != nil {
 		return fmt.Errorf("get: %w", err)
 	}
+	if fi, err := os.Stat(out); err == nil && fi.IsDir() {
+		return fmt.Errorf("get: output %s is a directory", out)
+	}
 	part := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".delugefs-part")
 	st, err := piece.OpenStore(part)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -178,6 +179,7 @@ func btSeed(args []string, stdout, stderr io.Writer) error {
 	fl.Var(&peers, "peer", "also connect to this peer, HOST:PORT (repeatable)")
 	noVerify := fl.Bool("no-verify", false, "skip the hash check of the data")
 	verbose := fl.Bool("verbose", false, "log every connection event")
+	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	pos, err := parseArgs(fl, args)
 	if err != nil {
 		return err
@@ -193,6 +195,11 @@ func btSeed(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopProfile, err := startCPUProfile(*cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	ctx, stop := signalContext()
 	defer stop()
 	s, err := client.NewSeeder(ctx, client.SeedConfig{
@@ -222,6 +229,7 @@ func btGet(args []string, stdout, stderr io.Writer) error {
 	listen := fl.String("listen", "", "also accept peers on this address (default: none)")
 	announce := fl.String("announce", "", "accepted for compatibility; delugefs contacts no tracker")
 	verbose := fl.Bool("verbose", false, "log every connection event")
+	cpuprofile := fl.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	pos, err := parseArgs(fl, args)
 	if err != nil {
 		return err
@@ -238,6 +246,11 @@ func btGet(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	stopProfile, err := startCPUProfile(*cpuprofile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	ctx, stop := signalContext()
 	defer stop()
 	pp := client.NewProgressPrinter(stderr, client.IsTerminal(stderr), 2*time.Second)
@@ -300,4 +313,24 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
+}
+
+// startCPUProfile starts a CPU profile into path (nothing when path is
+// empty) and returns the function that stops it.
+func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

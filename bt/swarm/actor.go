@@ -63,6 +63,7 @@ type actor struct {
 
 	verifyQ  []int
 	verifyCh chan int
+	persist  chan struct{} // 1-buffered: wakes the persister
 
 	strikes map[string]int // failed pieces per address
 	goods   map[string]int // verified pieces per address
@@ -113,6 +114,7 @@ func (s *Swarm) Serve(ctx context.Context) error {
 		reads:    map[piece.ReadID]*pendingRead{},
 		readers:  map[uint64]bool{},
 		verifyCh: make(chan int),
+		persist:  make(chan struct{}, 1),
 		strikes:  map[string]int{},
 		goods:    map[string]int{},
 	}
@@ -125,6 +127,7 @@ func (s *Swarm) Serve(ctx context.Context) error {
 	for range s.cfg.Verifiers {
 		wg.Go(func() { a.verifier(ctx) })
 	}
+	wg.Go(func() { a.persister(ctx) })
 	err := a.loop()
 	cancel()
 	wg.Wait()
@@ -193,15 +196,60 @@ func (a *actor) shutdown(left []event) {
 }
 
 // verifier hashes the pieces the actor hands it and reports the results.
+// A piece assembled in a buffer is hashed there and written in one piece
+// (Blob.WritePiece); a direct one is hashed back from disk. Either way its
+// buffer goes back to the pool before the actor hears of the result.
 func (a *actor) verifier(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case i := <-a.verifyCh:
-			ok, err := a.s.state.Load().blob.VerifyPiece(i)
+			t := a.s.state.Load()
+			var ok bool
+			var err error
+			if pb := t.bufs[i].Load(); pb != nil && pb != direct {
+				ok, err = t.blob.WritePiece(i, pb.data[:t.info.PieceSize(i)])
+			} else {
+				ok, err = t.blob.VerifyPiece(i)
+			}
+			t.releaseBuf(i)
 			a.s.box.post(event{kind: evVerified, index: uint32(i), ok: ok, err: err})
 		}
+	}
+}
+
+// persister persists the blob's marks off the hot path: woken after
+// verified pieces and on every tick, it syncs the blob when a persistence
+// is due (Blob.Due: 64 MiB or a second of new marks, or the last piece),
+// and closes Done once the blob is complete in the store. The data of a
+// mark is always durable before the mark is (Blob.Sync).
+func (a *actor) persister(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.persist:
+		}
+		t := a.s.state.Load()
+		if t == nil || !t.blob.Due() {
+			continue
+		}
+		if err := t.blob.Sync(); err != nil {
+			a.log.Error("persist verified pieces", "err", err) // retried on the next tick
+			continue
+		}
+		if t.blob.Complete() {
+			a.s.markDone()
+		}
+	}
+}
+
+// wakePersister wakes the persister (coalesced, never blocks).
+func (a *actor) wakePersister() {
+	select {
+	case a.persist <- struct{}{}:
+	default:
 	}
 }
 
@@ -224,7 +272,8 @@ func (a *actor) initTorrent() error {
 	have := t.blob.Have()
 	for i := range t.geo.NumPieces() {
 		on := have.Has(i)
-		t.setPiece(i, on) // a previous run's partial pieces start over
+		t.releaseBuf(i)   // a previous run's partial pieces start over
+		t.setPiece(i, on) // (buffers first: see torrent.bufs)
 		if on {
 			pk.PieceVerified(i)
 		}
@@ -232,7 +281,11 @@ func (a *actor) initTorrent() error {
 	a.t, a.pk = t, pk
 	a.lastFrom = make([]piece.PeerID, t.geo.NumPieces())
 	if pk.Complete() {
-		a.s.markDone()
+		if t.blob.Complete() {
+			a.s.markDone()
+		} else {
+			a.wakePersister()
+		}
 	}
 	return nil
 }
@@ -710,9 +763,9 @@ func (a *actor) verified(i int, ok bool, err error) {
 		}
 	}
 	a.interestDirty = true
+	a.wakePersister()
 	if a.pk.Complete() {
 		a.log.Info("blob complete", "length", a.t.info.Length)
-		a.s.markDone()
 	}
 }
 
@@ -797,6 +850,7 @@ func (a *actor) canServe(r *pendingRead) bool {
 
 // tick does the periodic housekeeping.
 func (a *actor) tick(now time.Time) {
+	a.wakePersister()
 	dt := now.Sub(a.lastTick).Seconds()
 	a.lastTick = now
 	for _, c := range a.conns {

@@ -92,9 +92,14 @@ type Config struct {
 	// ReadAheadMin and ReadAheadMax bound the read-ahead window of readers
 	// (picker defaults 256 KiB and 64 MiB).
 	ReadAheadMin, ReadAheadMax int64
+	// PieceMemory bounds the memory of the buffers received pieces are
+	// assembled in before they are hashed and written in one piece
+	// (default 24 MiB; at least two pieces). A piece whose first block
+	// arrives while every buffer is taken is written block by block and
+	// hashed back from disk instead.
+	PieceMemory int64
 	// Verifiers is the number of goroutines hashing pieces (default
-	// 2 × GOMAXPROCS: the store now and then fsyncs inside a verification,
-	// and the other verifiers keep hashing meanwhile).
+	// GOMAXPROCS).
 	Verifiers int
 	// Seed seeds the picker's tie-breaks (default random).
 	Seed uint64
@@ -145,7 +150,10 @@ func (c *Config) defaults() {
 	c.PipelineStart = min(max(c.PipelineStart, c.PipelineMin), c.PipelineMax)
 	def(&c.PipelineTarget, 250*time.Millisecond)
 	defi(&c.MaxServe, 2048)
-	defi(&c.Verifiers, 2*runtime.GOMAXPROCS(0))
+	defi(&c.Verifiers, runtime.GOMAXPROCS(0))
+	if c.PieceMemory <= 0 {
+		c.PieceMemory = 24 << 20
+	}
 	if c.Seed == 0 {
 		var b [8]byte
 		rand.Read(b[:])

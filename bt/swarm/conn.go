@@ -260,6 +260,7 @@ type recvBatch struct {
 	evs    []event
 	serves []wire.Message
 	bytes  int64
+	held   int // bytes read into piece buffers and not reported yet
 }
 
 // run is a stretch of contiguous blocks in the slab.
@@ -433,6 +434,9 @@ func (c *conn) recvBlock(ts *torrent, r *wire.Reader, m *wire.Message, b *recvBa
 		}
 		b.claims = append(b.claims, blk)
 		b.evs = append(b.evs, event{kind: evBlock, c: c, index: m.Index, begin: m.Begin, length: m.Length})
+		if b.held += n; b.held >= slabSize {
+			return c.flush(ts, b) // report as often as with a full slab
+		}
 		return nil
 	}
 	if b.slab == nil {
@@ -498,7 +502,7 @@ func (c *conn) flush(ts *torrent, b *recvBatch) error {
 	}
 	clear(b.evs)
 	b.evs, b.runs, b.claims, b.serves = b.evs[:0], b.runs[:0], b.claims[:0], b.serves[:0]
-	b.used, b.bytes = 0, 0
+	b.used, b.bytes, b.held = 0, 0, 0
 	return err
 }
 

@@ -92,7 +92,7 @@ func (s *Swarm) setInfo(info *bt.Info) error {
 	s.mu.Lock()
 	s.blob = blob
 	s.mu.Unlock()
-	s.state.Store(newTorrent(info, blob))
+	s.state.Store(newTorrent(info, blob, s.cfg.PieceMemory))
 	s.readyMu.Do(func() { close(s.ready) })
 	if blob.Complete() {
 		s.markDone()

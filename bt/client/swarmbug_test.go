@@ -1,7 +1,6 @@
 package client_test
 
-// Bugs found in bt/swarm from here, pinned by tests that fail until they
-// are fixed there.
+// Bugs found in bt/swarm from here, kept as regression tests.
 
 import (
 	"bytes"
@@ -54,15 +53,15 @@ func (h *recordingHandler) find(s string) []string {
 	return out
 }
 
-// TestSwarmBlockSplitAcrossIdleFlush pins a data corruption in the swarm's
-// read loop (bt/swarm/conn.go): when the socket runs dry in the middle of a
-// block, sockReader calls idle, which flushes the batch and resets
-// recvBatch.used to 0 while recvBlock is reading the block into
-// slab[used:used+n]; recvBlock then records the block's run as starting at
-// the new used (0), so the blob gets the bytes of an earlier block in its
-// place. The piece fails its hash, and after a few such pieces an honest
-// peer is banned (seen in BenchmarkTransfer1GiB under load: "peer banned
-// ... 5 pieces failed their hash", then the download fails).
+// TestSwarmBlockSplitAcrossIdleFlush pins a data corruption the swarm's
+// read loop had (bt/swarm/conn.go before eed497e): when the socket ran dry
+// in the middle of a block, sockReader called idle, which flushed the batch
+// and reset recvBatch.used to 0 while recvBlock was reading the block into
+// slab[used:used+n]; recvBlock then recorded the block's run as starting
+// at the new used (0), so the blob got the bytes of an earlier block in its
+// place. The piece failed its hash, and after a few such pieces an honest
+// peer was banned (seen in BenchmarkTransfer1GiB under load: "peer banned
+// ... 5 pieces failed their hash", then the download failed).
 //
 // An honest peer sends block A and half of block B, waits until A is
 // verified (the leech flushed its batch, with B half read), then sends the

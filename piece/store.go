@@ -42,6 +42,19 @@ const (
 // data is durable, so a crash at any point never makes a partial blob look
 // complete.
 //
+// Durability: Seal fsyncs a blob's data and directory before it returns,
+// so a blob it returns is durable by itself. SealSmall does neither, for
+// blobs of at most MaxSmallBlob bytes whose bytes the caller makes durable
+// elsewhere: the namespace journal carries them with the commit that
+// references the blob (meta.Tx.AttachBlob), which turns close(2) of a small
+// file into one barrier, and after a crash meta's replay hands them to
+// Restore, which rewrites the blob (verified against its info) before the
+// commit counts; meta's checkpoint syncfs's the disk, which makes the blob
+// files durable before the journal records go. A small blob stored that way
+// may be torn by a crash before any record carried it: Seal and SealSmall
+// compare a stored small copy before they rely on it, and replace it when
+// it differs.
+//
 // A Store is safe for concurrent use. One Store (one process) owns a root:
 // OpenStore removes whatever is in ROOT/tmp.
 type Store struct {
@@ -184,7 +197,9 @@ func (s *Store) TempFile() (*os.File, error) {
 // that blob is already complete it removes the file instead, so identical
 // contents are stored once. A partial download of the same blob is replaced
 // by the sealed copy. On error (a full disk, say) nothing has changed in
-// blobs/, and the file at path is left to the caller.
+// blobs/, and the file at path is left to the caller. SealSmall is the
+// variant without fsyncs for small blobs whose durability the caller
+// provides.
 func (s *Store) Seal(path string, known *bt.Info) (*bt.Info, error) {
 	info, err := s.seal(path, known)
 	if err != nil {
@@ -245,14 +260,23 @@ func (s *Store) seal(path string, known *bt.Info) (*bt.Info, error) {
 		synced = sameDev
 	}
 	h := info.Hash()
+	replace := false
 	if s.Has(h) {
-		// Stored already: drop the copy, no fsync needed.
-		f.Close()
-		f = nil
-		if err := os.Remove(path); err != nil {
+		// Stored already: drop the copy, once the stored one is known
+		// good and durable (SealSmall stores without fsync).
+		good, err := s.confirmStored(h, f, size)
+		if err != nil {
 			return nil, err
 		}
-		return info, nil
+		if good {
+			f.Close()
+			f = nil
+			if err := os.Remove(path); err != nil {
+				return nil, err
+			}
+			return info, nil
+		}
+		replace = true // a torn copy: this file replaces it
 	}
 
 	// A file on another file system (not from TempFile) cannot be renamed
@@ -290,7 +314,12 @@ func (s *Store) seal(path string, known *bt.Info) (*bt.Info, error) {
 	}
 
 	s.mu.Lock()
-	dup, err := s.installLocked(h, src, dst)
+	var dup bool
+	if replace {
+		err = s.replaceLocked(h, src, dst)
+	} else {
+		dup, err = s.installLocked(h, src, dst)
+	}
 	s.mu.Unlock()
 	if err != nil {
 		os.Chmod(src, 0o600)

@@ -67,6 +67,7 @@ type config struct {
 	root       string
 	mount      string
 	allowOther bool
+	listen     string
 	logLevel   slog.Level
 	debugFUSE  bool
 }
@@ -85,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fl.StringVar(&c.root, "root", "", "this node's directory on its disk, e.g. /mnt/disk1/.bigstoredb: node.json, meta.git, blobs (required)")
 	fl.StringVar(&c.mount, "mount", "", "mount the volume on this existing directory (optional; without it the node only stores and serves)")
 	fl.BoolVar(&c.allowOther, "allow-other", false, "let other users of this machine use the mount (e.g. a media server's user); the kernel checks each file's mode bits")
+	fl.StringVar(&c.listen, "listen", ":0", "BitTorrent listen address (host:port; port 0 picks a free one); peers fetch blobs here")
 	level := fl.String("log-level", "info", "log detail: debug, info, warn or error")
 	fl.BoolVar(&c.debugFUSE, "debug-fuse", false, "log every FUSE request (very verbose)")
 	fl.Usage = func() {

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/delugefs/delugefs/actors"
+	"github.com/delugefs/delugefs/bt/swarm"
 	"github.com/delugefs/delugefs/fs"
 	"github.com/delugefs/delugefs/fs/mount"
 	"github.com/delugefs/delugefs/node"
@@ -27,8 +30,24 @@ func run(ctx context.Context, cfg *config, stdout io.Writer, log *slog.Logger) e
 		}
 	}
 
-	n, err := node.Open(cfg.root, cfg.id, node.Options{Create: cfg.create, Log: log})
+	// One BitTorrent listener per process routes inbound connections to the
+	// swarms of every node in it.
+	swarms := swarm.NewRegistry()
+	sock, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
+		return usageError{fmt.Errorf("--listen %s: %w", cfg.listen, err)}
+	}
+	ln := swarm.NewListener(sock, swarms, log)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	btPort, _ := strconv.Atoi(port)
+
+	n, err := node.Open(cfg.root, cfg.id, node.Options{
+		Create: cfg.create,
+		Log:    log,
+		Swarms: node.SwarmOptions{Registry: swarms, ListenPort: btPort},
+	})
+	if err != nil {
+		sock.Close()
 		return usageOrRuntime(err)
 	}
 	defer n.Close()
@@ -38,15 +57,17 @@ func run(ctx context.Context, cfg *config, stdout io.Writer, log *slog.Logger) e
 	// still finds the namespace actor alive.
 	volume := actors.NewSupervisor("volume "+cfg.id, log)
 	volume.Add(actors.Critical(actors.Func("node "+n.Config.NodeID, n.Serve)))
+	volume.Add(actors.Func("bittorrent listener", ln.Serve))
 	vctx, stopVolume := context.WithCancel(context.Background())
 	defer stopVolume()
 	volumeDone := make(chan error, 1)
 	go func() { volumeDone <- actors.Run(vctx, volume) }() // waited for below
 
 	fmt.Fprintf(stdout, "delugefs: volume %s, node %s, root %s\n", n.Config.VolumeID, n.Config.NodeID, n.Root)
+	fmt.Fprintf(stdout, "delugefs: bittorrent on %s\n", ln.Addr())
 	var mp *mount.Point
 	if mountDir != "" {
-		fsys := fs.New(n.Repo, n.Store, fs.Options{Logger: log})
+		fsys := fs.New(n.Repo, n.Store, fs.Options{Logger: log, Remote: n.Swarms})
 		mo := fs.MountConfig(fs.MountOptions{AllowOther: cfg.allowOther, Debug: cfg.debugFUSE})
 		mo.Name = "delugefs:" + cfg.id
 		mp, err = mount.Mount(mountDir, fsys, mo)

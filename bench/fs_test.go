@@ -95,21 +95,27 @@ func BenchmarkSeqWrite1GiB(b *testing.B) {
 	reportRatio(b, mbps(int64(i)*bigSize, b.Elapsed()), ref, "MB/s")
 }
 
-// BenchmarkSeqRead1GiB: read a complete local 1 GiB file sequentially
-// through the mount, against the passthrough reading the same file.
-func BenchmarkSeqRead1GiB(b *testing.B) {
+// bigPair writes the same 1 GiB file through a DelugeFS mount and through
+// the passthrough, reads each once to warm the page cache under both, and
+// returns their paths and a 1 MiB buffer.
+func bigPair(b *testing.B) (ours, theirs string, buf []byte) {
 	n := startNode(b)
 	_, pmnt := passMount(b, true)
-	buf := randBuf(1 << 20)
-	ours, theirs := filepath.Join(n.mnt, "big"), filepath.Join(pmnt, "big")
+	buf = randBuf(1 << 20)
+	ours, theirs = filepath.Join(n.mnt, "big"), filepath.Join(pmnt, "big")
 	for _, p := range []string{ours, theirs} {
 		if err := writeBig(p, bigSize, buf); err != nil {
 			b.Fatal(err)
 		}
+		readAll(p, buf)
 	}
-	// One pass each to warm the page cache under both, then measure.
-	readAll(ours, buf)
-	readAll(theirs, buf)
+	return ours, theirs, buf
+}
+
+// BenchmarkSeqRead1GiB: read a complete local 1 GiB file sequentially
+// through the mount, against the passthrough reading the same file.
+func BenchmarkSeqRead1GiB(b *testing.B) {
+	ours, theirs, buf := bigPair(b)
 	start := time.Now()
 	const refPasses = 2
 	for range refPasses {
@@ -133,16 +139,7 @@ func BenchmarkSeqRead1GiB(b *testing.B) {
 // BenchmarkRandRead4KiB: one reader doing 4 KiB preads at random aligned
 // offsets of a 1 GiB file, against the passthrough.
 func BenchmarkRandRead4KiB(b *testing.B) {
-	n := startNode(b)
-	_, pmnt := passMount(b, true)
-	buf := randBuf(1 << 20)
-	ours, theirs := filepath.Join(n.mnt, "big"), filepath.Join(pmnt, "big")
-	for _, p := range []string{ours, theirs} {
-		if err := writeBig(p, bigSize, buf); err != nil {
-			b.Fatal(err)
-		}
-		readAll(p, buf)
-	}
+	ours, theirs, _ := bigPair(b)
 	r := mrand.New(mrand.NewPCG(1, 2))
 	block := make([]byte, 4096)
 	rate := func(f *os.File, ops int) float64 {

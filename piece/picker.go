@@ -36,13 +36,16 @@ import (
 //  2. The first and last pieces of the blob while a reader is open
 //     (OpenReader), then each reader's read-ahead window (readers in id
 //     order): the bytes after its latest sequential read (ReaderAt). The
-//     window starts at Options.ReadAheadMin, doubles on each sequential read
-//     up to Options.ReadAheadMax, and shrinks back to the minimum on a seek.
+//     window starts at the reader's ReadAheadMin (ReaderOptions, given to
+//     OpenReader or SetReadAhead; default Options.ReadAheadMin), doubles on
+//     each sequential read up to its ReadAheadMax, and shrinks back to the
+//     minimum on a seek.
 //     A piece goes to one peer where it can.
 //  3. Only with Options.WantAll (or SetWantAll): rarest-first for the rest
 //     of the blob, whole pieces from one peer where possible (a peer keeps
 //     filling the piece it started; pieces left half-done by a peer that
-//     went away are finished first).
+//     went away are finished first), at most Options.MaxActive pieces in
+//     flight.
 //  4. Endgame (WantAll, every missing block requested): a peer with free
 //     slots also requests blocks outstanding on other peers, at most
 //     Options.MaxCopies copies of a block in flight.
@@ -113,6 +116,12 @@ type Options struct {
 	LateMin      time.Duration // a request is never late sooner than this; default 250 ms
 	LateFactor   int           // late after LateFactor × the peer's latency; default 4
 	MaxCopies    int           // most requests in flight for one block that are not late; default 2
+	// MaxActive bounds the pieces rarest-first (tier 3) keeps in flight:
+	// while this many pieces we lack have blocks received or requested, it
+	// only continues those (peers share them) and starts no new one. The
+	// caller that assembles pieces in memory bounds its buffers with it.
+	// Reads and read-ahead windows are not bound. 0: no bound.
+	MaxActive int
 }
 
 func (o *Options) defaults() {
@@ -223,11 +232,26 @@ type read struct {
 }
 
 type reader struct {
-	id    ReaderID
-	start bool  // it has read something
-	pos   int64 // offset of its latest read
-	next  int64 // end of its latest read: the window starts here
-	win   int64 // window length
+	id       ReaderID
+	start    bool  // it has read something
+	pos      int64 // offset of its latest read
+	next     int64 // end of its latest read: the window starts here
+	win      int64 // window length
+	min, max int64 // its window bounds; max 0: no read-ahead
+}
+
+// ReaderOptions is one reader's read-ahead setting. The zero value takes
+// the Picker's Options.
+type ReaderOptions struct {
+	// ReadAheadMin is the window after the first read and after a seek;
+	// ReadAheadMax the largest window sequential reads grow it to. Zero
+	// selects Options.ReadAheadMin and ReadAheadMax; Min == Max gives a
+	// fixed window.
+	ReadAheadMin, ReadAheadMax int64
+	// NoReadAhead fetches only what the reader reads (a random-access
+	// reader, a database file). The first and last pieces are still
+	// fetched early while it is open.
+	NoReadAhead bool
 }
 
 // NewPicker returns a Picker for a blob of geometry g that has no piece yet.
@@ -756,15 +780,44 @@ func (p *Picker) CancelRead(id ReadID) {
 // Reads returns the number of pending reads.
 func (p *Picker) Reads() int { return len(p.reads) }
 
-// OpenReader registers an open file handle. While any reader is open the
-// first and last pieces are fetched early (tier 2).
-func (p *Picker) OpenReader(id ReaderID) {
+// OpenReader registers an open file handle with its read-ahead setting.
+// While any reader is open the first and last pieces are fetched early
+// (tier 2). Opening a reader open already changes its setting (as
+// SetReadAhead).
+func (p *Picker) OpenReader(id ReaderID, o ReaderOptions) {
 	if p.reader(id) != nil {
+		p.SetReadAhead(id, o)
 		return
 	}
-	r := &reader{id: id, win: p.opts.ReadAheadMin}
+	r := &reader{id: id}
+	p.setBounds(r, o)
+	r.win = r.min
 	k, _ := slices.BinarySearchFunc(p.readers, id, func(r *reader, id ReaderID) int { return cmp.Compare(r.id, id) })
 	p.readers = slices.Insert(p.readers, k, r)
+}
+
+// SetReadAhead changes an open reader's read-ahead setting: its window is
+// brought within the new bounds at once. An unknown reader is ignored.
+func (p *Picker) SetReadAhead(id ReaderID, o ReaderOptions) {
+	if r := p.reader(id); r != nil {
+		p.setBounds(r, o)
+		r.win = min(max(r.win, r.min), r.max)
+	}
+}
+
+func (p *Picker) setBounds(r *reader, o ReaderOptions) {
+	if o.NoReadAhead {
+		r.min, r.max = 0, 0
+		return
+	}
+	r.min, r.max = o.ReadAheadMin, o.ReadAheadMax
+	if r.min <= 0 {
+		r.min = p.opts.ReadAheadMin
+	}
+	if r.max <= 0 {
+		r.max = max(p.opts.ReadAheadMax, r.min)
+	}
+	r.max = max(r.max, r.min)
 }
 
 // CloseReader forgets a reader and its read-ahead window.
@@ -782,23 +835,24 @@ func (p *Picker) reader(id ReaderID) *reader {
 
 // ReaderAt records that reader id read [off, off+n). A read that starts
 // where the previous one ended, or a little back or ahead inside the window,
-// is sequential: the window doubles (up to Options.ReadAheadMax). Anything
-// else is a seek: the window shrinks back to Options.ReadAheadMin. The window
-// covers the bytes after this read. An unknown reader is opened first.
+// is sequential: the window doubles (up to the reader's ReadAheadMax).
+// Anything else is a seek: the window shrinks back to its ReadAheadMin. The
+// window covers the bytes after this read. An unknown reader is opened
+// first, with the Picker's Options.
 func (p *Picker) ReaderAt(id ReaderID, off, n int64) {
 	r := p.reader(id)
 	if r == nil {
-		p.OpenReader(id)
+		p.OpenReader(id, ReaderOptions{})
 		r = p.reader(id)
 	}
 	n = max(n, 0)
 	if r.start && off >= r.pos && off <= r.next+r.win {
 		if off+n > r.next {
-			r.win = min(2*r.win, p.opts.ReadAheadMax)
+			r.win = min(2*r.win, r.max)
 			r.next = off + n
 		}
 	} else {
-		r.win = p.opts.ReadAheadMin
+		r.win = r.min
 		r.next = off + n
 	}
 	r.start = true

@@ -123,7 +123,8 @@ func (p *Picker) touch(i int) {
 // pieces we lack that q has and that have blocks to request, first the ones
 // begun and left without an owner (or owned by q), then untouched ones,
 // then the ones another peer is filling; within a class the first in the
-// rarest-first order.
+// rarest-first order. Untouched pieces only while fewer than
+// Options.MaxActive pieces are in flight.
 func (p *Picker) pickRarest(q *peer) int {
 	best := -1
 	for _, i32 := range p.partial {
@@ -134,6 +135,14 @@ func (p *Picker) pickRarest(q *peer) int {
 		}
 	}
 	if best >= 0 {
+		return best
+	}
+	if p.opts.MaxActive > 0 && len(p.partial) >= p.opts.MaxActive {
+		for _, i32 := range p.partial {
+			if i := int(i32); q.has(i) && p.requestable(i) && (best < 0 || p.opos[i] < p.opos[best]) {
+				best = i
+			}
+		}
 		return best
 	}
 	for _, i32 := range p.order[:p.live] {

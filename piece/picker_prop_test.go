@@ -379,7 +379,7 @@ func TestPickerStreamingProgress(t *testing.T) {
 		p.AddPeer(1)
 		p.PeerChoked(1, false)
 		p.PeerHaveAll(1)
-		p.OpenReader(1)
+		p.OpenReader(1, ReaderOptions{})
 		wanted := map[int]bool{0: true, g.NumPieces() - 1: true}
 		for range 10 {
 			off := r.Int64N(g.Length)

@@ -21,12 +21,13 @@ import (
 // Commands (times are milliseconds, sizes take K and M suffixes, blocks are
 // piece.block with blocks counted in 16 KiB):
 //
-//	new length=1M piece=256K [seed=N] [pipeline=N] [wantall] [ramin=S] [ramax=S] [latemin=T] [copies=N]
+//	new length=1M piece=256K [seed=N] [pipeline=N] [wantall] [ramin=S] [ramax=S] [latemin=T] [copies=N] [active=N]
 //	peer ID [all|none|bits=0110...] [pipe=N] [choked]   (unchoked unless choked)
 //	have ID PIECE...            haveall ID      havenone ID      remove ID
 //	choke ID                    unchoke ID      pipeline ID N    wantall on|off
 //	read RID off=S n=S deadline=T     cancelread RID
-//	open R      close R      readat R off=S n=S
+//	open R [ramin=S] [ramax=S] [none]      readahead R [ramin=S] [ramax=S] [none]
+//	close R     readat R off=S n=S
 //	recv ID BLOCK... at=T       reject ID BLOCK...
 //	verify PIECE...             fail PIECE
 //	step at=T                   deliver at=T [peer=ID] [max=N]  (answer outstanding requests, verify done pieces)
@@ -184,6 +185,7 @@ func (tr *transcript) run(line string) (string, error) {
 			ReadAheadMax: kvNum("ramax", 0),
 			LateMin:      time.Duration(kvNum("latemin", 0)) * time.Millisecond,
 			MaxCopies:    int(kvNum("copies", 0)),
+			MaxActive:    int(kvNum("active", 0)),
 			WantAll:      slices.Contains(pos, "wantall"),
 		}
 		np, err := NewPicker(Geometry{Length: kvNum("length", 0), PieceLength: kvNum("piece", 0)}, opts)
@@ -248,8 +250,13 @@ func (tr *transcript) run(line string) (string, error) {
 		}
 	case "cancelread":
 		p.CancelRead(ReadID(num(0)))
-	case "open":
-		p.OpenReader(ReaderID(num(0)))
+	case "open", "readahead":
+		o := ReaderOptions{ReadAheadMin: kvNum("ramin", 0), ReadAheadMax: kvNum("ramax", 0), NoReadAhead: slices.Contains(pos, "none")}
+		if cmd == "open" {
+			p.OpenReader(ReaderID(num(0)), o)
+		} else {
+			p.SetReadAhead(ReaderID(num(0)), o)
+		}
 	case "close":
 		p.CloseReader(ReaderID(num(0)))
 	case "readat":

@@ -59,7 +59,7 @@ type actor struct {
 
 	reads    map[piece.ReadID]*pendingRead
 	preReads []*pendingRead // reads waiting for the info
-	readers  map[uint64]bool
+	readers  map[uint64]*Reader
 
 	verifyQ  []int
 	verifyCh chan int
@@ -112,7 +112,7 @@ func (s *Swarm) Serve(ctx context.Context) error {
 		addrs:    map[piece.PeerID]string{},
 		dialing:  map[string]bool{},
 		reads:    map[piece.ReadID]*pendingRead{},
-		readers:  map[uint64]bool{},
+		readers:  map[uint64]*Reader{},
 		verifyCh: make(chan int),
 		persist:  make(chan struct{}, 1),
 		strikes:  map[string]int{},
@@ -265,6 +265,10 @@ func (a *actor) initTorrent() error {
 		Pipeline:     a.cfg.PipelineStart,
 		ReadAheadMin: a.cfg.ReadAheadMin,
 		ReadAheadMax: a.cfg.ReadAheadMax,
+		// Rarest-first stays within the piece buffers, with room for
+		// reads and read-ahead (which may write direct when it takes
+		// the last ones).
+		MaxActive: max(1, t.pool.max-2),
 	})
 	if err != nil {
 		return fmt.Errorf("swarm %v: %w", a.s.hash, err)
@@ -333,8 +337,8 @@ func (a *actor) gotInfo(raw []byte) error {
 			}
 		}
 	}
-	for id := range a.readers {
-		a.pk.OpenReader(piece.ReaderID(id))
+	for id, rd := range a.readers {
+		a.pk.OpenReader(piece.ReaderID(id), rd.options())
 	}
 	pre := a.preReads
 	a.preReads = nil
@@ -544,12 +548,19 @@ func (a *actor) handle(e *event, now time.Time) error {
 		}
 		delete(a.reads, id)
 	case evReaderOpen:
-		a.readers[e.id] = true
+		// Also a new setting (SetReadAhead), and a reader opened in a
+		// previous run that reads (evReaderAt).
+		a.readers[e.id] = e.rd
 		if a.pk != nil {
-			a.pk.OpenReader(piece.ReaderID(e.id))
+			a.pk.OpenReader(piece.ReaderID(e.id), e.rd.options())
 		}
 	case evReaderAt:
-		a.readers[e.id] = true // also a reader opened in a previous run
+		if a.readers[e.id] == nil {
+			a.readers[e.id] = e.rd // opened in a previous run
+			if a.pk != nil {
+				a.pk.OpenReader(piece.ReaderID(e.id), e.rd.options())
+			}
+		}
 		if a.pk != nil {
 			a.pk.ReaderAt(piece.ReaderID(e.id), e.off, e.n)
 		}

@@ -34,8 +34,8 @@ const (
 	evAddPeer    // dial addr
 	evRead       // a pending read: read
 	evCancelRead // forget read id
-	evReaderOpen // reader id opened
-	evReaderAt   // reader id read off+n
+	evReaderOpen // reader rd (id) opened, or its read-ahead set
+	evReaderAt   // reader rd (id) read off+n
 	evReaderClose
 	evProgress // reply with Progress on progress
 	evPeers    // reply with []PeerInfo on peers
@@ -59,6 +59,7 @@ type event struct {
 	meta   wire.MetadataMsg
 	hs     *handshaken
 	read   *pendingRead
+	rd     *Reader
 	prog   chan Progress
 	peers  chan []PeerInfo
 }

@@ -160,17 +160,17 @@ func (s *Swarm) AddPeer(addr string) error {
 // can serve fails with ErrNoPeers after Config.NoPeerWait; ctx bounds the
 // wait otherwise.
 func (s *Swarm) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	return s.readAt(ctx, p, off, 0)
+	return s.readAt(ctx, p, off, nil)
 }
 
-func (s *Swarm) readAt(ctx context.Context, p []byte, off int64, reader uint64) (int, error) {
+func (s *Swarm) readAt(ctx context.Context, p []byte, off int64, rd *Reader) (int, error) {
 	if off < 0 {
 		return 0, fmt.Errorf("swarm: read at negative offset %d", off)
 	}
 	t := s.state.Load()
 	if t == nil {
 		// A magnet swarm: the actor holds the read until the info is in.
-		if err := s.wait(ctx, off, int64(len(p)), reader); err != nil {
+		if err := s.wait(ctx, off, int64(len(p))); err != nil {
 			return 0, err
 		}
 		t = s.state.Load()
@@ -179,11 +179,11 @@ func (s *Swarm) readAt(ctx context.Context, p []byte, off int64, reader uint64) 
 		return 0, io.EOF
 	}
 	n := min(int64(len(p)), t.info.Length-off)
-	if reader != 0 {
-		s.box.post(event{kind: evReaderAt, id: reader, off: off, n: n})
+	if rd != nil {
+		s.box.post(event{kind: evReaderAt, id: rd.id, rd: rd, off: off, n: n})
 	}
 	if !t.covered(off, n) {
-		if err := s.wait(ctx, off, n, 0); err != nil {
+		if err := s.wait(ctx, off, n); err != nil {
 			return 0, err
 		}
 	}
@@ -195,7 +195,7 @@ func (s *Swarm) readAt(ctx context.Context, p []byte, off int64, reader uint64) 
 }
 
 // wait registers a pending read of [off, off+n) and waits for its pieces.
-func (s *Swarm) wait(ctx context.Context, off, n int64, reader uint64) error {
+func (s *Swarm) wait(ctx context.Context, off, n int64) error {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(s.cfg.ReadDeadline)
@@ -207,7 +207,7 @@ func (s *Swarm) wait(ctx context.Context, off, n int64, reader uint64) error {
 		deadline: deadline,
 		reply:    make(chan error, 1),
 	}
-	if !s.box.post(event{kind: evRead, read: r, id: reader}) {
+	if !s.box.post(event{kind: evRead, read: r}) {
 		return ErrStopped
 	}
 	select {
@@ -221,22 +221,51 @@ func (s *Swarm) wait(ctx context.Context, off, n int64, reader uint64) error {
 
 // Reader is a file handle on the swarm's blob: its sequential reads grow a
 // read-ahead window the picker fetches ahead of them, a seek moves it, and
-// while it is open the first and last pieces are fetched early.
+// while it is open the first and last pieces are fetched early. Its
+// read-ahead is the swarm's (Config.ReadAheadMin and ReadAheadMax) until
+// SetReadAhead changes it.
 type Reader struct {
 	s  *Swarm
 	id uint64
+	ra atomic.Pointer[ReadAhead] // nil: the swarm's
+}
+
+// ReadAhead is a reader's read-ahead setting: the window after its first
+// read and after a seek (Min), and the largest window sequential reads
+// grow it to (Max); Min == Max gives a fixed window. Zero values take
+// Config.ReadAheadMin and ReadAheadMax. Off fetches only what the reader
+// reads (a random-access reader such as a database file).
+type ReadAhead struct {
+	Min, Max int64
+	Off      bool
 }
 
 // NewReader opens a reader. Close it when done.
 func (s *Swarm) NewReader() *Reader {
 	r := &Reader{s: s, id: s.ids.Add(1)}
-	s.box.post(event{kind: evReaderOpen, id: r.id})
+	s.box.post(event{kind: evReaderOpen, id: r.id, rd: r})
 	return r
+}
+
+// SetReadAhead changes the reader's read-ahead setting; the window follows
+// at once (within the new bounds) and from then on.
+func (r *Reader) SetReadAhead(ra ReadAhead) {
+	r.ra.Store(&ra)
+	r.s.box.post(event{kind: evReaderOpen, id: r.id, rd: r})
+}
+
+// options returns the reader's setting for the picker.
+func (r *Reader) options() piece.ReaderOptions {
+	ra := r.ra.Load()
+	if ra == nil {
+		return piece.ReaderOptions{}
+	}
+	return piece.ReaderOptions{ReadAheadMin: ra.Min, ReadAheadMax: ra.Max, NoReadAhead: ra.Off}
 }
 
 // ReadAt reads like Swarm.ReadAt and moves the reader's read-ahead window.
 func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	return r.s.readAt(ctx, p, off, r.id)
+	return r.s.readAt(ctx, p, off, r)
 }
 
 // Close forgets the reader and its window.

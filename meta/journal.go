@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/delugefs/delugefs/bt"
 )
 
 // The journal makes a commit durable with one fdatasync of one
@@ -29,10 +31,21 @@ import (
 // record (crash during the append) fails its CRC and ends the replay; its
 // commit was never acknowledged.
 //
+// A lazy commit (Repo.UpdateLazy) writes its record without the
+// fdatasync; the next durable commit's fdatasync (or the one before the
+// next flush) makes it durable along with every record before it. Records
+// are written in order, so a record that reaches the disk without its
+// predecessors (write-back order is free) is never replayed: replay stops
+// at the first record that fails its check.
+//
 // Layout: a 4 KiB header (magic, epoch, CRC), then records from offset
 // 4096: magic u32, epoch u64, payload length u32, CRC-32C u32 of (epoch,
 // length, payload), payload. Payload: commit id (20 bytes), then per object
 // its id (20 bytes), length u32, and the loose-object file bytes (zlib).
+// A record that carries blobs (Tx.AttachBlob) has the magic recordMagicBlobs
+// and, after the commit id, a blob count u32 and per blob the info
+// dictionary's length u32 and bencoding, the data's length u32 and the
+// data; the objects follow as above.
 type journal struct {
 	f     *os.File
 	size  int64
@@ -42,6 +55,10 @@ type journal struct {
 	// commit checkpoints first, so it never relies on an object that was
 	// written but never made durable.
 	broken bool
+	// unsynced is set while records written by lazy commits wait for
+	// their fdatasync; synced is the end of the durable records.
+	unsynced bool
+	synced   int64
 }
 
 const (
@@ -49,7 +66,9 @@ const (
 	journalHeader = 4096
 	journalMagic  = "DLGFSJ01"
 	recordMagic   = 0x444a5231
-	recordHead    = 4 + 8 + 4 + 4
+	// recordMagicBlobs marks a record that carries attached blobs.
+	recordMagicBlobs = 0x444a5232
+	recordHead       = 4 + 8 + 4 + 4
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -61,7 +80,7 @@ func openJournal(gitDir string, size int64) (*journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
-	j := &journal{f: f, size: size, off: journalHeader}
+	j := &journal{f: f, size: size, off: journalHeader, synced: journalHeader}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -103,8 +122,15 @@ func openJournal(gitDir string, size int64) (*journal, error) {
 
 // journalRecord is one replayed record.
 type journalRecord struct {
-	head plumbing.Hash
-	objs []journalObj
+	head  plumbing.Hash
+	objs  []journalObj
+	blobs []journalBlob
+}
+
+// journalBlob is the data of a blob attached to a commit.
+type journalBlob struct {
+	info *bt.Info
+	data []byte
 }
 
 type journalObj struct {
@@ -121,7 +147,8 @@ func (j *journal) records() ([]journalRecord, error) {
 		if _, err := j.f.ReadAt(hd[:], off); err != nil {
 			return nil, fmt.Errorf("read journal: %w", err)
 		}
-		if binary.LittleEndian.Uint32(hd[0:4]) != recordMagic || binary.LittleEndian.Uint64(hd[4:12]) != j.epoch {
+		magic := binary.LittleEndian.Uint32(hd[0:4])
+		if magic != recordMagic && magic != recordMagicBlobs || binary.LittleEndian.Uint64(hd[4:12]) != j.epoch {
 			break
 		}
 		n := int64(binary.LittleEndian.Uint32(hd[12:16]))
@@ -136,21 +163,42 @@ func (j *journal) records() ([]journalRecord, error) {
 		if c != binary.LittleEndian.Uint32(hd[16:20]) {
 			break // torn append: never acknowledged
 		}
-		rec, ok := parseRecord(payload)
+		rec, ok := parseRecord(payload, magic == recordMagicBlobs)
 		if !ok {
 			break
 		}
 		out = append(out, rec)
 		off += recordHead + n
 	}
-	j.off = off
+	j.off, j.synced = off, off
 	return out, nil
 }
 
-func parseRecord(p []byte) (journalRecord, bool) {
+func parseRecord(p []byte, withBlobs bool) (journalRecord, bool) {
 	var rec journalRecord
 	copy(rec.head[:], p[:20])
 	p = p[20:]
+	if withBlobs {
+		if len(p) < 4 {
+			return rec, false
+		}
+		n := binary.LittleEndian.Uint32(p)
+		p = p[4:]
+		for range n {
+			var raw, data []byte
+			if raw, p = cut(p); raw == nil {
+				return rec, false
+			}
+			if data, p = cut(p); data == nil {
+				return rec, false
+			}
+			info, err := bt.ParseInfo(raw)
+			if err != nil || info.Length != int64(len(data)) {
+				return rec, false
+			}
+			rec.blobs = append(rec.blobs, journalBlob{info: info, data: data})
+		}
+	}
 	for len(p) > 0 {
 		if len(p) < 24 {
 			return rec, false
@@ -168,17 +216,50 @@ func parseRecord(p []byte) (journalRecord, bool) {
 	return rec, true
 }
 
-// encodeRecord builds the record for a commit.
-func (j *journal) encodeRecord(head plumbing.Hash, objs []journalObj) []byte {
+// cut splits a length-prefixed (u32) field off p; nil when p is too short.
+func cut(p []byte) (field, rest []byte) {
+	if len(p) < 4 {
+		return nil, p
+	}
+	n := int(binary.LittleEndian.Uint32(p))
+	if n > len(p)-4 {
+		return nil, p
+	}
+	return p[4 : 4+n : 4+n], p[4+n:]
+}
+
+// encodeRecord builds the record for a commit and the blobs it carries.
+func (j *journal) encodeRecord(head plumbing.Hash, objs []journalObj, blobs []journalBlob) []byte {
 	n := 20
+	infos := make([][]byte, len(blobs))
+	if len(blobs) > 0 {
+		n += 4
+		for i, bl := range blobs {
+			infos[i] = bl.info.Bencode()
+			n += 8 + len(infos[i]) + len(bl.data)
+		}
+	}
 	for _, o := range objs {
 		n += 24 + len(o.file)
 	}
 	b := make([]byte, recordHead, recordHead+n)
-	binary.LittleEndian.PutUint32(b[0:4], recordMagic)
+	magic := uint32(recordMagic)
+	if len(blobs) > 0 {
+		magic = recordMagicBlobs
+	}
+	binary.LittleEndian.PutUint32(b[0:4], magic)
 	binary.LittleEndian.PutUint64(b[4:12], j.epoch)
 	binary.LittleEndian.PutUint32(b[12:16], uint32(n))
 	b = append(b, head[:]...)
+	if len(blobs) > 0 {
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(blobs)))
+		for i, bl := range blobs {
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(infos[i])))
+			b = append(b, infos[i]...)
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(bl.data)))
+			b = append(b, bl.data...)
+		}
+	}
 	for _, o := range objs {
 		b = append(b, o.id[:]...)
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(o.file)))
@@ -191,15 +272,32 @@ func (j *journal) encodeRecord(head plumbing.Hash, objs []journalObj) []byte {
 
 func (j *journal) fits(n int) bool { return j.off+int64(n) <= j.size }
 
-// append writes rec and makes it durable.
+// append writes rec and makes it durable, with every record before it.
 func (j *journal) append(rec []byte) error {
+	if err := j.write(rec); err != nil {
+		return err
+	}
+	return j.sync()
+}
+
+// write writes rec after the last record without making it durable (a
+// lazy commit): the next sync does.
+func (j *journal) write(rec []byte) error {
 	if _, err := j.f.WriteAt(rec, j.off); err != nil {
 		return fmt.Errorf("append to journal: %w", err)
 	}
+	j.off += int64(len(rec))
+	j.unsynced = true
+	return nil
+}
+
+// sync makes every record written so far durable.
+func (j *journal) sync() error {
 	if err := datasync(j.f); err != nil {
 		return fmt.Errorf("sync journal: %w", err)
 	}
-	j.off += int64(len(rec))
+	j.unsynced = false
+	j.synced = j.off
 	return nil
 }
 
@@ -218,5 +316,7 @@ func (j *journal) newEpoch() error {
 	}
 	j.epoch++
 	j.off = journalHeader
+	j.unsynced = false
+	j.synced = j.off
 	return nil
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+
+	"github.com/delugefs/delugefs/bt"
 )
 
 // Options tune a Repo. The zero value is ready to use.
@@ -45,8 +47,17 @@ type Options struct {
 	JournalSize int64
 	// FlushDelay is how long the actor waits idle before it writes the
 	// loose objects of journaled commits and moves the branch (what git
-	// readers and Watch see); 0 means 10ms.
+	// readers and Watch see), making lazy updates durable first; 0 means
+	// 10ms.
 	FlushDelay time.Duration
+	// RestoreBlob writes a blob attached to a commit (Tx.AttachBlob) back
+	// into the blob store when Open replays the journal after a crash; it
+	// must verify data against info, be idempotent, and leave the blob on
+	// the repository's file system (a checkpoint's syncfs makes it
+	// durable). Open calls it for each blob of a record before that
+	// record's commit is applied, and fails if it fails. nil disables
+	// Tx.AttachBlob. piece.Store.Restore is the one a node passes.
+	RestoreBlob func(info *bt.Info, data []byte) error
 }
 
 // Problem is something wrong found in the repository: a path that could not
@@ -88,6 +99,7 @@ type Repo struct {
 
 	stats struct {
 		commits, updates, objects atomic.Uint64
+		lazy, barriers, blobs     atomic.Uint64
 		syncNanos                 atomic.Int64
 	}
 
@@ -99,6 +111,7 @@ type Repo struct {
 
 type request struct {
 	sync  bool // Sync: answer after the repository shows every commit
+	lazy  bool // UpdateLazy: answer before the commit is durable
 	ctx   context.Context
 	msg   string
 	fn    func(*Tx) error
@@ -376,7 +389,10 @@ func (r *Repo) Storer() *filesystem.Storage { return r.store }
 type Stats struct {
 	Commits  uint64        // commits written
 	Updates  uint64        // successful updates (several per grouped commit)
+	Lazy     uint64        // successful lazy updates (UpdateLazy)
+	Blobs    uint64        // blobs attached to commits (Tx.AttachBlob)
 	Objects  uint64        // git objects written
+	Barriers uint64        // durability barriers (journal fdatasyncs, syncfs) of commits
 	SyncTime time.Duration // time spent in durability barriers
 }
 
@@ -385,7 +401,10 @@ func (r *Repo) Stats() Stats {
 	return Stats{
 		Commits:  r.stats.commits.Load(),
 		Updates:  r.stats.updates.Load(),
+		Lazy:     r.stats.lazy.Load(),
+		Blobs:    r.stats.blobs.Load(),
 		Objects:  r.stats.objects.Load(),
+		Barriers: r.stats.barriers.Load(),
 		SyncTime: time.Duration(r.stats.syncNanos.Load()),
 	}
 }
@@ -452,6 +471,15 @@ func (r *Repo) replay() error {
 		return err
 	}
 	for _, rec := range recs {
+		if len(rec.blobs) > 0 && r.opts.RestoreBlob == nil {
+			return fmt.Errorf("the journal holds attached blobs and Options.RestoreBlob is nil")
+		}
+		// A commit's blobs come back before the commit counts as applied.
+		for _, b := range rec.blobs {
+			if err := r.opts.RestoreBlob(b.info, b.data); err != nil {
+				return fmt.Errorf("restore blob %s of commit %s: %w", b.info.Hash(), rec.head, err)
+			}
+		}
 		for _, o := range rec.objs {
 			if err := r.w.writeFile(o.id, o.file); err != nil {
 				return err
@@ -461,6 +489,27 @@ func (r *Repo) replay() error {
 	head := recs[len(recs)-1].head
 	r.log.Info("meta: replayed commit journal", "records", len(recs), "head", head)
 	return r.durableRef(head)
+}
+
+// AttachesBlobs reports whether Tx.AttachBlob works in this Repo's
+// updates: Options.RestoreBlob is set, the journal is on, and a checkpoint
+// (syncfs on Linux) makes blob files on the repository's file system
+// durable.
+func (r *Repo) AttachesBlobs() bool {
+	return r.opts.RestoreBlob != nil && r.j != nil && syncfsCoversBlobs
+}
+
+// UpdateLazy is Update without the wait for durability: fn is applied and
+// committed in order with every other update, the new snapshot is
+// published, and UpdateLazy returns before the commit's journal record is
+// made durable. The record becomes durable with the next durable batch
+// (any Update that returns nil, even one that changes nothing, makes every
+// update before it durable), after FlushDelay, on Sync, and on Close. A
+// crash before that loses the lazy update whole, never in part, and never
+// a lazy update without the ones before it. fs uses it for create, whose
+// name the close after it makes durable.
+func (r *Repo) UpdateLazy(ctx context.Context, msg string, fn func(tx *Tx) error) error {
+	return r.send(ctx, &request{lazy: true, ctx: ctx, msg: msg, fn: fn, reply: make(chan error, 1)})
 }
 
 // Update runs fn inside the actor against the latest state, then commits.
@@ -493,10 +542,11 @@ func (r *Repo) send(ctx context.Context, q *request) error {
 	}
 }
 
-// Sync returns once every commit acknowledged before it is visible to git
-// readers of the repository (stock git, fetches): the branch and objects of
-// a commit are written just after its callers are answered, so a reader of
-// the repository may briefly see the commit before.
+// Sync returns once every commit acknowledged before it is durable (lazy
+// ones too) and visible to git readers of the repository (stock git,
+// fetches): the branch and objects of a commit are written just after its
+// callers are answered, so a reader of the repository may briefly see the
+// commit before.
 func (r *Repo) Sync(ctx context.Context) error {
 	return r.send(ctx, &request{sync: true, ctx: ctx, fn: func(*Tx) error { return nil }, reply: make(chan error, 1)})
 }
@@ -544,24 +594,32 @@ func (r *Repo) Serve(ctx context.Context) error {
 				break drain
 			}
 		}
-		if err := r.runBatch(batch); err != nil {
-			return err
+		for len(batch) > 0 {
+			rest, err := r.runBatch(batch)
+			if err != nil {
+				return err
+			}
+			// Requests the batch's bound on attached blobs left for the
+			// next commit.
+			n := copy(batch, rest)
+			clear(batch[n:])
+			batch = batch[:n]
 		}
-		clear(batch)
 		if flushC == nil && r.unflushed() {
 			flushC = time.After(r.opts.FlushDelay)
 		}
 	}
 }
 
-// runBatch applies, commits and answers one batch. It returns an error
-// only when the repository is closed.
-func (r *Repo) runBatch(batch []*request) error {
+// runBatch applies, commits and answers one batch, or the part of it
+// that fits the bound on attached blobs, and returns the rest. It returns
+// an error only when the repository is closed.
+func (r *Repo) runBatch(batch []*request) (rest []*request, _ error) {
 	r.serveMu.Lock()
 	defer r.serveMu.Unlock()
 	select {
 	case <-r.closed:
-		return ErrClosed
+		return nil, ErrClosed
 	default:
 	}
 	base := r.snap.Load()
@@ -569,13 +627,21 @@ func (r *Repo) runBatch(batch []*request) error {
 	var objs map[plumbing.Hash][]byte
 	var msgs []string
 	var syncs []*request
+	var blobs []journalBlob
+	blobBytes := 0
+	lazy := true // every applied update is lazy
 	applied := batch[:0:0]
-	for _, q := range batch {
+	attach := r.AttachesBlobs()
+	for i, q := range batch {
+		if blobBytes >= r.maxBatchBlobBytes() {
+			rest = batch[i:]
+			break
+		}
 		if err := q.ctx.Err(); err != nil {
 			q.reply <- err
 			continue
 		}
-		tx := &Tx{root: root, count: count}
+		tx := &Tx{root: root, count: count, attach: attach}
 		err := callFn(q.fn, tx)
 		tx.done = true
 		if err != nil {
@@ -587,11 +653,14 @@ func (r *Repo) runBatch(batch []*request) error {
 			continue
 		}
 		applied = append(applied, q)
+		lazy = lazy && q.lazy
 		if !tx.changed {
 			continue
 		}
 		root, count = tx.root, tx.count
 		msgs = append(msgs, q.msg)
+		blobs = append(blobs, tx.blobs...)
+		blobBytes += tx.blobBytes
 		if objs == nil {
 			objs = tx.objs
 		} else {
@@ -602,14 +671,23 @@ func (r *Repo) runBatch(batch []*request) error {
 	}
 	var err error
 	if len(msgs) > 0 {
-		err = r.commit(base, root, count, objs, msgs)
+		err = r.commit(base, root, count, objs, msgs, blobs, lazy)
 		if err != nil {
 			r.log.Error("meta: commit failed", "err", err)
 		} else {
 			r.stats.updates.Add(uint64(len(msgs)))
+			r.stats.blobs.Add(uint64(len(blobs)))
 		}
 	}
+	if err == nil && !lazy && r.j != nil && r.j.unsynced {
+		// A durable update that changed nothing still makes the lazy
+		// ones before it durable.
+		err = r.syncJournal()
+	}
 	for _, q := range applied {
+		if q.lazy && err == nil {
+			r.stats.lazy.Add(1)
+		}
 		q.reply <- err
 	}
 	if len(syncs) > 0 || r.w.pendingBytes > maxPendingBytes || len(r.w.pending) > maxPendingObjects {
@@ -618,6 +696,33 @@ func (r *Repo) runBatch(batch []*request) error {
 			q.reply <- ferr
 		}
 	}
+	return rest, nil
+}
+
+// maxBatchBlobBytes bounds the attached blob bytes of one commit (so of
+// one journal record): 4 MiB, or a quarter of a smaller journal.
+func (r *Repo) maxBatchBlobBytes() int {
+	n := 4 << 20
+	if r.j != nil {
+		n = min(n, int(r.j.size/4))
+	}
+	return n
+}
+
+// syncJournal makes the records of lazy commits durable.
+func (r *Repo) syncJournal() error {
+	if r.j == nil || !r.j.unsynced {
+		return nil
+	}
+	start := time.Now()
+	if err := r.j.sync(); err != nil {
+		// Whether the records reached the disk is unknown: the next commit
+		// checkpoints first.
+		r.j.broken = true
+		return fmt.Errorf("meta: %w", err)
+	}
+	r.stats.barriers.Add(1)
+	r.stats.syncNanos.Add(int64(time.Since(start)))
 	return nil
 }
 
@@ -628,7 +733,9 @@ const (
 	maxPendingObjects = 20000
 )
 
-func (r *Repo) unflushed() bool { return len(r.w.pending) > 0 || !r.pendingRef.IsZero() }
+func (r *Repo) unflushed() bool {
+	return len(r.w.pending) > 0 || !r.pendingRef.IsZero() || r.j != nil && r.j.unsynced
+}
 
 func callFn(fn func(*Tx) error, tx *Tx) (err error) {
 	defer func() {
@@ -639,9 +746,12 @@ func callFn(fn func(*Tx) error, tx *Tx) (err error) {
 	return fn(tx)
 }
 
-// commit writes the batch's objects, trees and commit, makes them durable
-// with one barrier, moves the branch atomically, and publishes.
-func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.Hash][]byte, msgs []string) error {
+// commit writes the batch's objects, trees and commit and the attached
+// blobs, makes them durable with one barrier (none when lazy: the record
+// is written, and a later barrier makes it durable), moves the branch
+// atomically, and publishes.
+func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.Hash][]byte, msgs []string,
+	blobs []journalBlob, lazy bool) error {
 	w := r.w
 	if r.j != nil && r.j.broken {
 		if err := r.checkpoint(); err != nil {
@@ -681,21 +791,29 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 	r.stats.objects.Add(uint64(len(mine)))
 	journaled := false
 	if r.j != nil {
-		rec := r.j.encodeRecord(head, mine)
+		rec := r.j.encodeRecord(head, mine, blobs)
 		if !r.j.fits(len(rec)) {
 			// The checkpoint writes and syncs every pending object,
 			// this commit's too (through temp files: they are in no
-			// record), so its record needs none.
+			// record), and the attached blobs' files (its syncfs covers
+			// the blob store), so its record needs neither.
 			if err := r.checkpointFlush(false); err != nil {
 				return fmt.Errorf("meta: commit: %w", err)
 			}
-			rec = r.j.encodeRecord(head, nil)
+			rec = r.j.encodeRecord(head, nil, nil)
 		}
-		if r.j.fits(len(rec)) {
+		if r.j.fits(len(rec)) && lazy {
+			if err := r.j.write(rec); err != nil {
+				return fmt.Errorf("meta: commit: %w", err)
+			}
+			r.pendingRef = head
+			journaled = true
+		} else if r.j.fits(len(rec)) {
 			syncStart := time.Now()
 			if err := r.j.append(rec); err != nil {
 				return fmt.Errorf("meta: commit: %w", err)
 			}
+			r.stats.barriers.Add(1)
 			r.stats.syncNanos.Add(int64(time.Since(syncStart)))
 			// The objects and the ref are written later (flushAndNotify),
 			// without a barrier: replay restores them after a crash.
@@ -711,6 +829,7 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 		if err := r.durableRef(head); err != nil {
 			return fmt.Errorf("meta: commit: %w", err)
 		}
+		r.stats.barriers.Add(1)
 		r.stats.syncNanos.Add(int64(time.Since(syncStart)))
 	}
 	ok = true
@@ -737,8 +856,14 @@ func (r *Repo) flushAndNotify() error {
 	return nil
 }
 
-// flush writes pending objects and then moves the branch to pendingRef.
+// flush makes lazy commits durable, writes pending objects and then moves
+// the branch to pendingRef. (Objects are written in place only once their
+// records are durable: replay rewrites what a crash tears, but only for
+// records it finds.)
 func (r *Repo) flush() error {
+	if err := r.syncJournal(); err != nil {
+		return err
+	}
 	if err := r.w.flush(r.j != nil); err != nil {
 		return err
 	}
@@ -823,6 +948,11 @@ func (r *Repo) checkpoint() error { return r.checkpointFlush(r.j != nil) }
 // checkpointFlush is checkpoint with the flush mode given: direct only when
 // every pending object is in a journal record.
 func (r *Repo) checkpointFlush(direct bool) error {
+	if direct {
+		if err := r.syncJournal(); err != nil {
+			return err
+		}
+	}
 	if err := r.w.flush(direct); err != nil {
 		return err
 	}

@@ -46,3 +46,7 @@ func syncDir(dir string) error {
 	}
 	return nil
 }
+
+// syncfsCoversBlobs: a checkpoint's syncfs(2) makes every file on the
+// repository's file system durable, blob files written without fsync too.
+const syncfsCoversBlobs = true

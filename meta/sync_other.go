@@ -46,3 +46,7 @@ func datasync(f *os.File) error { return f.Sync() }
 func lockRepo(f *os.File) error { return nil }
 
 func syncDir(dir string) error { return fsyncPath(dir) }
+
+// syncfsCoversBlobs: a checkpoint fsyncs only the repository's own files,
+// so blobs cannot rely on it (Tx.AttachBlob is off).
+const syncfsCoversBlobs = false

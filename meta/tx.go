@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/delugefs/delugefs/bt"
 )
 
 // Tx is one update's view of the namespace, valid only inside the function
@@ -20,6 +22,44 @@ type Tx struct {
 	objs    map[plumbing.Hash][]byte // blobs this update needs written
 	changed bool
 	done    bool
+	// attach is set when the Repo can restore attached blobs; blobs are
+	// the ones attached, blobBytes their total size.
+	attach    bool
+	blobs     []journalBlob
+	blobBytes int
+}
+
+// MaxAttachedBlob is the largest blob Tx.AttachBlob takes.
+const MaxAttachedBlob = 256 << 10
+
+// AttachBlob makes the data of a blob (info is its info dictionary, data
+// its whole contents, len(data) == info.Length) durable with this update:
+// the bytes ride in the update's journal record, and a replay after a crash
+// hands them to Options.RestoreBlob before the commit counts as applied.
+// So a blob store may write a small blob without any fsync of its own
+// (piece.Store.SealSmall) and let the commit that references it make it
+// durable: one barrier for data and name. data must not be changed
+// afterwards. The blob must be stored on the file system that holds the
+// repository (ROOT/blobs beside ROOT/meta.git): the checkpoint that retires
+// journal records makes it durable with the same syncfs.
+//
+// AttachBlob fails with ErrInvalid when the Repo cannot attach blobs (see
+// Repo.AttachesBlobs), when data is longer than MaxAttachedBlob or does not
+// have info's length. Nothing checks that data hashes to info: the
+// restorer verifies it on replay. If the update fails, nothing is attached.
+func (tx *Tx) AttachBlob(info *bt.Info, data []byte) error {
+	tx.check()
+	switch {
+	case !tx.attach:
+		return fmt.Errorf("attach blob: %w: the repository has no RestoreBlob (or no journal)", ErrInvalid)
+	case info == nil || info.Length <= 0 || info.Length != int64(len(data)):
+		return fmt.Errorf("attach blob: %w: info and data disagree", ErrInvalid)
+	case len(data) > MaxAttachedBlob:
+		return fmt.Errorf("attach blob: %w: %d bytes exceed %d", ErrInvalid, len(data), MaxAttachedBlob)
+	}
+	tx.blobs = append(tx.blobs, journalBlob{info: info, data: data})
+	tx.blobBytes += len(data)
+	return nil
 }
 
 func (tx *Tx) check() {

@@ -232,14 +232,16 @@ func (a *actor) persister(ctx context.Context) {
 		case <-a.persist:
 		}
 		t := a.s.state.Load()
-		if t == nil || !t.blob.Due() {
+		if t == nil {
 			continue
 		}
-		if err := t.blob.Sync(); err != nil {
-			a.log.Error("persist verified pieces", "err", err) // retried on the next tick
-			continue
+		if t.blob.Due() {
+			if err := t.blob.Sync(); err != nil {
+				a.log.Error("persist verified pieces", "err", err) // retried on the next tick
+				continue
+			}
 		}
-		if t.blob.Complete() {
+		if t.blob.Complete() { // by Sync, or by VerifyPiece of the last piece
 			a.s.markDone()
 		}
 	}
@@ -268,7 +270,7 @@ func (a *actor) initTorrent() error {
 		// Rarest-first stays within the piece buffers, with room for
 		// reads and read-ahead (which may write direct when it takes
 		// the last ones).
-		MaxActive: max(1, t.pool.max-2),
+		MaxActive: t.maxActive(),
 	})
 	if err != nil {
 		return fmt.Errorf("swarm %v: %w", a.s.hash, err)

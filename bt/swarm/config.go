@@ -94,9 +94,9 @@ type Config struct {
 	ReadAheadMin, ReadAheadMax int64
 	// PieceMemory bounds the memory of the buffers received pieces are
 	// assembled in before they are hashed and written in one piece
-	// (default 24 MiB; at least two pieces). A piece whose first block
-	// arrives while every buffer is taken is written block by block and
-	// hashed back from disk instead.
+	// (default 24 MiB; at least two pieces; negative: no buffers). A
+	// piece whose first block arrives while every buffer is taken is
+	// written block by block and hashed back from disk instead.
 	PieceMemory int64
 	// Verifiers is the number of goroutines hashing pieces (default
 	// GOMAXPROCS).
@@ -151,7 +151,7 @@ func (c *Config) defaults() {
 	def(&c.PipelineTarget, 250*time.Millisecond)
 	defi(&c.MaxServe, 2048)
 	defi(&c.Verifiers, runtime.GOMAXPROCS(0))
-	if c.PieceMemory <= 0 {
+	if c.PieceMemory == 0 {
 		c.PieceMemory = 24 << 20
 	}
 	if c.Seed == 0 {

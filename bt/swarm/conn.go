@@ -261,6 +261,7 @@ type recvBatch struct {
 	serves []wire.Message
 	bytes  int64
 	held   int // bytes read into piece buffers and not reported yet
+	gen    int // flushes so far
 }
 
 // run is a stretch of contiguous blocks in the slab.
@@ -448,18 +449,29 @@ func (c *conn) recvBlock(ts *torrent, r *wire.Reader, m *wire.Message, b *recvBa
 			return err
 		}
 	}
+	gen := b.gen
 	p := b.slab[b.used : b.used+n]
 	if err := r.ReadBlock(p); err != nil {
 		ts.unclaim(blk)
 		return err
 	}
 	off := ts.wgeo.Offset(m.Index, m.Begin)
-	if k := len(b.runs) - 1; k >= 0 && b.runs[k].end == b.used && b.runs[k].off+int64(b.runs[k].end-b.runs[k].start) == off {
-		b.runs[k].end += n
-	} else {
+	switch {
+	case b.gen != gen:
+		// The socket ran dry in the middle of the block and the batch
+		// was flushed meanwhile (sockReader's idle): the block is in
+		// the slab but past the reset batch. Write it now.
+		if _, err := ts.blob.WriteAt(p, off); err != nil {
+			ts.unclaim(blk)
+			return fmt.Errorf("write received block: %w", err)
+		}
+	case len(b.runs) > 0 && b.runs[len(b.runs)-1].end == b.used && b.runs[len(b.runs)-1].off+int64(b.runs[len(b.runs)-1].end-b.runs[len(b.runs)-1].start) == off:
+		b.runs[len(b.runs)-1].end += n
+		b.used += n
+	default:
 		b.runs = append(b.runs, run{off: off, start: b.used, end: b.used + n})
+		b.used += n
 	}
-	b.used += n
 	b.claims = append(b.claims, blk)
 	b.evs = append(b.evs, event{kind: evBlock, c: c, index: m.Index, begin: m.Begin, length: m.Length})
 	return nil
@@ -503,6 +515,7 @@ func (c *conn) flush(ts *torrent, b *recvBatch) error {
 	clear(b.evs)
 	b.evs, b.runs, b.claims, b.serves = b.evs[:0], b.runs[:0], b.claims[:0], b.serves[:0]
 	b.used, b.bytes, b.held = 0, 0, 0
+	b.gen++
 	return err
 }
 

@@ -98,6 +98,15 @@ func (p *bufPool) put(b *pieceBuf, keep bool) {
 	p.free = p.free[:0]
 }
 
+// maxActive is the picker's bound on pieces in flight (0: none, without
+// buffers).
+func (t *torrent) maxActive() int {
+	if t.pool.max == 0 {
+		return 0
+	}
+	return max(1, t.pool.max-2)
+}
+
 // bufFor returns the buffer of piece i (direct when the pool is empty).
 // The caller has claimed one of the piece's blocks.
 func (t *torrent) bufFor(i int) *pieceBuf {
@@ -139,7 +148,10 @@ func newTorrent(info *bt.Info, blob *piece.Blob, pieceMemory int64) *torrent {
 	t.nblocks = (n-1)*t.bpp + t.geo.NumBlocks(n-1)
 	t.claimed = make([]atomic.Uint64, (t.nblocks+63)/64)
 	t.bufs = make([]atomic.Pointer[pieceBuf], n)
-	t.pool = &bufPool{size: int(info.PieceLength), max: int(max(2, pieceMemory/info.PieceLength))}
+	t.pool = &bufPool{size: int(info.PieceLength)}
+	if pieceMemory > 0 {
+		t.pool.max = int(max(2, pieceMemory/info.PieceLength))
+	}
 	return t
 }
 

@@ -40,12 +40,16 @@ type file struct {
 	// mu guards the write state below and serialises seals of this file.
 	mu  sync.Mutex
 	tmp *os.File // the new contents (from Store.TempFile); nil when clean
-	// hasher hashes tmp while it was written in order from byte 0: when not
-	// nil, tmp holds exactly the hasher.Len() bytes it has seen.
-	hasher *piece.Hasher
+	// ladder hashes tmp while it is written in order from byte 0 (see
+	// ladder); nil once a write or truncate broke the order.
+	ladder *ladder
 	// sealed is the info of contents sealed into the store whose commit
 	// failed; the next flush retries the commit. Only while changed.
 	sealed *bt.Info
+	// sealedData is sealed's contents when SealSmall stored it without
+	// fsync: the commit attaches them (meta.Tx.AttachBlob), which makes the
+	// blob durable with the manifest. nil when Seal made it durable.
+	sealedData []byte
 	// werr is the first error of a write or truncate since the last commit:
 	// the changes are incomplete, so the next flush returns it and drops
 	// them instead of committing half a file.
@@ -193,11 +197,19 @@ func (fl *file) dropTmp() {
 		return
 	}
 	fl.writing.Store(false)
+	fl.stopLadder() // before the close: its rungs read tmp
 	name := fl.tmp.Name()
 	fl.tmp.Close()
 	os.Remove(name)
 	fl.tmp = nil
-	fl.hasher = nil
+}
+
+// stopLadder stops and forgets the ladder. fl.mu held.
+func (fl *file) stopLadder() {
+	if fl.ladder != nil {
+		fl.ladder.stop()
+		fl.ladder = nil
+	}
 }
 
 // readAt reads the file's contents at off into p.
@@ -274,9 +286,9 @@ func (f *FS) beginWrite(fl *file, keep bool) error {
 		size = s.entry.Size
 	}
 	fl.tmp = tmp
-	fl.hasher = nil
+	fl.stopLadder()
 	if size == 0 {
-		fl.hasher = piece.NewHasher(piece.MinLength)
+		fl.ladder = newLadder(tmp)
 	}
 	fl.size.Store(size)
 	fl.writing.Store(true)
@@ -319,6 +331,9 @@ func (fl *file) markChanged() {
 func (f *FS) write(fl *file, p []byte, off int64) (int, error) {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
+	if !fl.changed.Load() {
+		defer f.uncache(fl) // once the change is marked: see keepCache
+	}
 	if err := f.beginWrite(fl, true); err != nil {
 		fl.markFailed(err)
 		return 0, err
@@ -327,17 +342,8 @@ func (f *FS) write(fl *file, p []byte, off int64) (int, error) {
 	if err != nil && fl.werr == nil {
 		fl.werr = err
 	}
-	if hs := fl.hasher; hs != nil {
-		if off == hs.Len() && n == len(p) {
-			hs.Write(p)
-			if hs.Len() > piece.MinLength*piece.TargetPieces {
-				// Past the size where the piece length grows: these hashes
-				// are of the wrong length; Seal hashes the file instead.
-				fl.hasher = nil
-			}
-		} else {
-			fl.hasher = nil
-		}
+	if lad := fl.ladder; lad != nil && (n != len(p) || !lad.wrote(p, off)) {
+		fl.stopLadder() // out of order: Seal hashes the file
 	}
 	if n > 0 {
 		if end := off + int64(n); end > fl.size.Load() {
@@ -353,6 +359,9 @@ func (f *FS) truncateLocked(fl *file, size int64) error {
 	if !fl.changed.Load() && fl.sealed == nil && size == fl.src.Load().entry.Size && fl.tmp == nil {
 		return nil // nothing changes (e.g. O_TRUNC of an empty file)
 	}
+	if !fl.changed.Load() {
+		defer f.uncache(fl) // once the change is marked: see keepCache
+	}
 	if err := f.beginWrite(fl, size > 0); err != nil {
 		fl.markFailed(err)
 		return err
@@ -363,9 +372,12 @@ func (f *FS) truncateLocked(fl *file, size int64) error {
 	}
 	switch {
 	case size == 0:
-		fl.hasher = piece.NewHasher(piece.MinLength)
-	case fl.hasher != nil && fl.hasher.Len() != size:
-		fl.hasher = nil
+		if fl.ladder == nil || fl.ladder.n.Load() != 0 {
+			fl.stopLadder()
+			fl.ladder = newLadder(fl.tmp)
+		}
+	case fl.ladder != nil && fl.ladder.n.Load() != size:
+		fl.stopLadder()
 	}
 	fl.size.Store(size)
 	fl.markChanged()
@@ -394,11 +406,24 @@ func (f *FS) seal(fl *file) error {
 	if fl.tmp != nil {
 		var known *bt.Info
 		size := fl.size.Load()
-		if hs := fl.hasher; hs != nil && hs.Len() == size && size > 0 && hs.PieceLength() == piece.Length(size) {
-			known = hs.Info()
+		if fl.ladder != nil {
+			known = fl.ladder.finish(size)
+			fl.ladder = nil // finished; a retry hashes the file
 		}
-		fl.hasher = nil // Info finished it; a retry hashes the file
-		info, err := f.store.Seal(fl.tmp.Name(), known)
+		if known != nil {
+			f.sealsKnown.Add(1)
+		} else {
+			f.sealsHashed.Add(1)
+		}
+		var info *bt.Info
+		var data []byte
+		var err error
+		if size <= meta.MaxAttachedBlob && f.repo.AttachesBlobs() {
+			// No fsync: the commit carries the bytes in its journal record.
+			info, data, err = f.store.SealSmall(fl.tmp.Name(), known)
+		} else {
+			info, err = f.store.Seal(fl.tmp.Name(), known)
+		}
 		if err != nil {
 			return err
 		}
@@ -412,7 +437,7 @@ func (f *FS) seal(fl *file) error {
 		}
 		fl.setSource(f.openSource(e))
 		fl.writing.Store(false)
-		fl.sealed = info
+		fl.sealed, fl.sealedData = info, data
 		if info == nil {
 			fl.sealed = &bt.Info{} // empty contents, Length 0
 		}
@@ -420,7 +445,7 @@ func (f *FS) seal(fl *file) error {
 	if err := f.commit(fl); err != nil {
 		return err
 	}
-	fl.sealed = nil
+	fl.sealed, fl.sealedData = nil, nil
 	fl.changed.Store(false)
 	return nil
 }
@@ -435,9 +460,12 @@ func (f *FS) commit(fl *file) error {
 	if p == "" {
 		return nil // unlinked while open: nothing to keep
 	}
-	info := fl.sealed
+	info, data := fl.sealed, fl.sealedData
 	if info != nil && info.Length == 0 {
 		info = nil
+	}
+	if info == nil || int64(len(data)) != info.Length {
+		data = nil // sealed durably (or stale): nothing to attach
 	}
 	mtime := fl.mtime.Load()
 	var put *meta.Entry
@@ -454,6 +482,11 @@ func (f *FS) commit(fl *file) error {
 			e.Info, e.Size, e.Hash = info, info.Length, info.Hash()
 		}
 		put = e
+		if data != nil {
+			if err := tx.AttachBlob(info, data); err != nil {
+				return err
+			}
+		}
 		return tx.Put(p, e)
 	})
 	if err != nil {

@@ -60,16 +60,40 @@ type FS struct {
 	// rmdir): held shared by the former, exclusively by the latter while
 	// they commit and move the open files. Lock order: file.mu, nsMu, mu.
 	nsMu sync.RWMutex
-	// mu guards files, hidden, and the path and refs of every file.
+	// mu guards files, hidden, cached, and the path and refs of every file.
 	mu    sync.Mutex
 	files map[string]*file // open files by current path
 	// hidden holds open files that libfuse renamed to .fuse_hidden* names
 	// instead of unlinking them (see the package doc).
 	hidden map[string]*file
 	nopen  atomic.Int32 // len(files), read without mu by readdir
+	// cached maps a path to the info-hash whose contents the kernel's page
+	// cache of the file at that path may hold: the complete blob the last
+	// open for reading was given keep_cache for (see OpenEx). A write,
+	// truncate, rename or unlink at the path forgets it. At most
+	// maxCached entries: cleared when full (forgetting costs a refill).
+	cached map[string]bt.InfoHash
 
 	handles sync.Map // uint64 → *handle; read without a lock by read
 	nextFH  atomic.Uint64
+
+	sealsKnown  atomic.Int64 // seals whose info the ladder had (see Stats)
+	sealsHashed atomic.Int64 // seals that left the hashing to Store.Seal
+}
+
+// Stats counts work the file system has done since New.
+type Stats struct {
+	// SealsKnown counts seals of temp files hashed while they were written
+	// (in order from byte 0), whose info Store.Seal trusted.
+	SealsKnown int64
+	// SealsHashed counts seals that left the hashing to Store.Seal (files
+	// written out of order, or changed after a copy of the old contents).
+	SealsHashed int64
+}
+
+// Stats returns the counters of the file system's work so far.
+func (f *FS) Stats() Stats {
+	return Stats{SealsKnown: f.sealsKnown.Load(), SealsHashed: f.sealsHashed.Load()}
 }
 
 // New returns a file system over repo and store. The repo's Serve loop must
@@ -91,6 +115,7 @@ func New(repo *meta.Repo, store *piece.Store, opts Options) *FS {
 		log:    opts.Logger.With("component", "fs"),
 		files:  make(map[string]*file),
 		hidden: make(map[string]*file),
+		cached: make(map[string]bt.InfoHash),
 	}
 }
 

@@ -251,6 +251,7 @@ func (f *FS) Unlink(path string) int {
 		return f.errno("unlink", p, err)
 	}
 	f.detach(p)
+	f.uncacheRename(p, p)
 	return 0
 }
 
@@ -315,6 +316,7 @@ func (f *FS) Rename3(oldpath, newpath string, flags uint32) int {
 			f.hidden[to] = fl
 			f.mu.Unlock()
 		}
+		f.uncacheRename(from, to)
 		return 0
 	}
 	err := f.update("rename "+from+" -> "+to, func(tx *meta.Tx) error {
@@ -340,6 +342,7 @@ func (f *FS) Rename3(oldpath, newpath string, flags uint32) int {
 	}
 	f.nopen.Store(int32(len(f.files)))
 	f.mu.Unlock()
+	f.uncacheRename(from, to)
 	return 0
 }
 
@@ -452,16 +455,26 @@ func (f *FS) Mknod(path string, mode uint32, dev uint64) int {
 	if nameTooLong(p) {
 		return -fuse.ENAMETOOLONG
 	}
-	_, errc := f.createEntry(p, mode, true)
+	_, _, errc := f.createEntry(p, mode, true, false)
 	return errc
 }
 
 // createEntry commits an empty file at p unless one exists (excl: EEXIST),
-// and returns the entry now at p.
-func (f *FS) createEntry(p string, mode uint32, excl bool) (*meta.Entry, int) {
+// and returns the entry now at p and whether it made it. A lazy create
+// returns before its commit is durable (meta.Repo.UpdateLazy): the close
+// after it makes it durable.
+func (f *FS) createEntry(p string, mode uint32, excl, lazy bool) (*meta.Entry, bool, int) {
 	uid, gid := owner()
 	var got *meta.Entry
-	err := f.update("create "+p, func(tx *meta.Tx) error {
+	made := false
+	update := f.repo.Update
+	if lazy {
+		update = f.repo.UpdateLazy
+	}
+	ctx, cancel := f.ctx()
+	defer cancel()
+	err := update(ctx, "create "+p, func(tx *meta.Tx) error {
+		made = false
 		if old, ok := tx.Get(p); ok {
 			switch {
 			case excl:
@@ -473,26 +486,43 @@ func (f *FS) createEntry(p string, mode uint32, excl bool) (*meta.Entry, int) {
 			return nil
 		}
 		got = &meta.Entry{Kind: meta.KindFile, Mode: mode & 0o7777, UID: uid, GID: gid, Mtime: now()}
+		made = true
 		return tx.Put(p, got)
 	})
 	if err != nil {
-		return nil, f.errno("create", p, err)
+		return nil, false, f.errno("create", p, err)
 	}
-	return got, 0
+	return got, made, 0
 }
 
 // Create creates (or opens) a file and opens it. The new empty file is
-// committed at once, so other processes see it while it is being written.
+// committed at once, so other processes see it while it is being written,
+// but lazily: the handle's file is marked changed, so its flush (close)
+// commits it durably even when nothing was written, with the contents
+// when something was (one barrier per close).
 func (f *FS) Create(path string, flags int, mode uint32) (int, uint64) {
 	p := rel(path)
 	if nameTooLong(p) {
 		return -fuse.ENAMETOOLONG, noFH
 	}
-	e, errc := f.createEntry(p, mode, flags&fuse.O_EXCL != 0)
+	e, made, errc := f.createEntry(p, mode, flags&fuse.O_EXCL != 0, true)
 	if errc != 0 {
 		return errc, noFH
 	}
-	return f.open(p, e, flags)
+	errc, fh := f.open(p, e, flags)
+	if errc == 0 && made {
+		if h := f.handle(fh); h != nil {
+			fl := h.file
+			fl.mu.Lock()
+			if !fl.changed.Load() {
+				fl.size.Store(0)
+				fl.mtime.Store(e.Mtime)
+				fl.changed.Store(true)
+			}
+			fl.mu.Unlock()
+		}
+	}
+	return errc, fh
 }
 
 // Open opens a file. Opening for writing costs nothing until the first
@@ -620,6 +650,13 @@ func (f *FS) Fsync(path string, datasync bool, fh uint64) int {
 	h.file.mu.Lock()
 	defer h.file.mu.Unlock()
 	return f.errno("fsync", path, f.sealLocked(h.file))
+}
+
+// Fsyncdir makes the namespace durable: creates are committed lazily (a
+// file's close makes it durable), so fsync(2) of a directory commits a
+// durable no-op, which makes every lazy update before it durable.
+func (f *FS) Fsyncdir(path string, datasync bool, fh uint64) int {
+	return f.errno("fsyncdir", path, f.update("fsyncdir", func(*meta.Tx) error { return nil }))
 }
 
 // Release forgets the handle; the last handle of a file drops changes that

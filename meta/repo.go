@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -96,6 +98,8 @@ type Repo struct {
 	// pendingRef is the commit the branch must move to once the pending
 	// objects are written (zero when none).
 	pendingRef plumbing.Hash
+	// lazy holds lazy updates published but not yet committed.
+	lazy lazyState
 
 	stats struct {
 		commits, updates, objects atomic.Uint64
@@ -107,6 +111,15 @@ type Repo struct {
 	mu       sync.Mutex
 	problems []Problem
 	watchers []chan struct{}
+}
+
+// lazyState is what lazy updates published but not yet committed add to
+// the last commit: the published snapshot holds their tree.
+type lazyState struct {
+	objs      map[plumbing.Hash][]byte
+	msgs      []string
+	blobs     []journalBlob
+	blobBytes int
 }
 
 type request struct {
@@ -622,13 +635,15 @@ func (r *Repo) runBatch(batch []*request) (rest []*request, _ error) {
 		return nil, ErrClosed
 	default:
 	}
+	// The published snapshot may hold lazy updates not yet committed
+	// (r.lazy): this batch's commit includes them.
 	base := r.snap.Load()
 	root, count := base.root, base.count
-	var objs map[plumbing.Hash][]byte
-	var msgs []string
+	objs := maps.Clone(r.lazy.objs)
+	msgs := slices.Clone(r.lazy.msgs)
+	blobs := slices.Clone(r.lazy.blobs)
+	blobBytes := r.lazy.blobBytes
 	var syncs []*request
-	var blobs []journalBlob
-	blobBytes := 0
 	lazy := true // every applied update is lazy
 	applied := batch[:0:0]
 	attach := r.AttachesBlobs()
@@ -662,21 +677,30 @@ func (r *Repo) runBatch(batch []*request) (rest []*request, _ error) {
 		blobs = append(blobs, tx.blobs...)
 		blobBytes += tx.blobBytes
 		if objs == nil {
-			objs = tx.objs
-		} else {
-			for h, d := range tx.objs {
-				objs[h] = d
-			}
+			objs = make(map[plumbing.Hash][]byte, len(tx.objs))
+		}
+		for h, d := range tx.objs {
+			objs[h] = d
 		}
 	}
 	var err error
-	if len(msgs) > 0 {
+	switch {
+	case lazy && len(msgs) == len(r.lazy.msgs):
+		// Nothing new to commit, and nobody waits for durability.
+	case lazy && r.j != nil && len(msgs) < r.opts.MaxBatch && blobBytes < r.maxBatchBlobBytes():
+		// Only lazy updates: publish them now and commit them with the
+		// next batch (a create and the write after it become one commit),
+		// or when the actor flushes.
+		r.lazy = lazyState{objs: objs, msgs: msgs, blobs: blobs, blobBytes: blobBytes}
+		r.snap.Store(&Snapshot{root: root, count: count, head: base.head})
+	case len(msgs) > 0:
 		err = r.commit(base, root, count, objs, msgs, blobs, lazy)
 		if err != nil {
 			r.log.Error("meta: commit failed", "err", err)
 		} else {
 			r.stats.updates.Add(uint64(len(msgs)))
 			r.stats.blobs.Add(uint64(len(blobs)))
+			r.lazy = lazyState{}
 		}
 	}
 	if err == nil && !lazy && r.j != nil && r.j.unsynced {
@@ -734,7 +758,23 @@ const (
 )
 
 func (r *Repo) unflushed() bool {
-	return len(r.w.pending) > 0 || !r.pendingRef.IsZero() || r.j != nil && r.j.unsynced
+	return len(r.w.pending) > 0 || !r.pendingRef.IsZero() || r.j != nil && r.j.unsynced || len(r.lazy.msgs) > 0
+}
+
+// commitLazy commits the lazy updates that wait for a batch.
+func (r *Repo) commitLazy() error {
+	if len(r.lazy.msgs) == 0 {
+		return nil
+	}
+	base := r.snap.Load()
+	l := r.lazy
+	if err := r.commit(base, base.root, base.count, l.objs, l.msgs, l.blobs, true); err != nil {
+		return err
+	}
+	r.stats.updates.Add(uint64(len(l.msgs)))
+	r.stats.blobs.Add(uint64(len(l.blobs)))
+	r.lazy = lazyState{}
+	return nil
 }
 
 func callFn(fn func(*Tx) error, tx *Tx) (err error) {
@@ -861,6 +901,9 @@ func (r *Repo) flushAndNotify() error {
 // records are durable: replay rewrites what a crash tears, but only for
 // records it finds.)
 func (r *Repo) flush() error {
+	if err := r.commitLazy(); err != nil {
+		return err
+	}
 	if err := r.syncJournal(); err != nil {
 		return err
 	}

@@ -107,6 +107,9 @@ func verifyBlob(st *piece.Store, e *meta.Entry) error {
 	if _, err := io.Copy(hs, f); err != nil {
 		return err
 	}
+	if hs.Len() != e.Size {
+		return fmt.Errorf("blob %s holds %d bytes, want %d", e.Hash, hs.Len(), e.Size)
+	}
 	if got := hs.Info().Hash(); got != e.Hash {
 		return fmt.Errorf("blob %s holds %d bytes hashing to %s", e.Hash, hs.Len(), got)
 	}

@@ -49,7 +49,7 @@
 // and mtime of a changed file from the open file until it is committed.
 //
 // Flush (every close(2)) of a handle that is open for writing, and fsync of
-// any handle, seal a changed file: Store.Seal makes the temp file a blob,
+// any handle, seal a changed file: Store.Seal (or SealSmall, below) makes the temp file a blob,
 // then one meta.Update puts the new manifest, keeping mode, owner and
 // xattrs of the entry at the path. Errors of either (ENOSPC, EIO) are the
 // result of close(2) or fsync(2); when close returns 0 the data is durable.
@@ -63,8 +63,24 @@
 // returns. After a seal, further writes through a handle still open start a
 // new temp file (a new copy).
 //
-// Create commits the new empty file at once, so it is visible to others
-// while it is written; the contents are a second commit at close.
+// Create publishes the new empty file at once, so it is visible to others
+// while it is written, with a lazy update (meta.Repo.UpdateLazy): nothing
+// waits for the disk. The file is marked changed, so the flush of its
+// close commits it durably even when nothing was written; when something
+// was, the create goes into the same commit as the contents. Fsyncdir
+// commits a durable no-op, which makes every lazy create before it
+// durable.
+//
+// Small files (at most meta.MaxAttachedBlob, 256 KiB) are sealed with
+// piece.Store.SealSmall, which renames the temp file into the store with
+// no fsync and returns its bytes; the commit attaches them
+// (meta.Tx.AttachBlob) so they ride in its journal record, and after a
+// crash meta's replay restores the blob (piece.Store.Restore) before the
+// manifest counts. So close(2) of a new small file costs one barrier (the
+// journal's fdatasync) for its data and its name. This needs the node to
+// open the repo with meta.Options.RestoreBlob set to the store's Restore
+// (Repo.AttachesBlobs); without it small files take the path of big ones:
+// Seal fsyncs the data and the directory, then the commit's barrier.
 //
 // # Errors
 //

@@ -35,7 +35,7 @@
 // git's format requires, so a commit into a directory of 100,000 entries
 // costs O(100,000)) and the commit object.
 //
-// Durability takes one fdatasync per commit: the commit's objects (as
+// Durability takes one fdatasync per durable commit: the commit's objects (as
 // loose-object file bytes) and the new branch value are appended as one
 // record to ROOT/meta.git/delugefs.journal, a pre-filled file, and the
 // record is fdatasync'd. Then the new Snapshot is published and the callers
@@ -54,6 +54,37 @@
 // Options.JournalSize < 0 every commit takes that path. Close writes
 // everything and checkpoints, so a cleanly closed repository has no live
 // journal records.
+//
+// # Lazy updates and attached blobs
+//
+// Repo.UpdateLazy applies its fn in order with every other update and
+// publishes the new snapshot at once, but returns before anything is
+// durable: the change waits in the published snapshot (Repo.Head stays at
+// the last commit) and goes into the next batch's commit, so a create and
+// the write that follows it become one commit and one barrier. A durable
+// Update (even one that changes nothing) makes every update before it
+// durable; so do Sync, Close, and the flush FlushDelay after the batch
+// (which commits waiting lazy updates, writes their journal record without
+// a barrier, then fdatasyncs the journal). Records are replayed in order
+// and a replay stops at the first one that fails its check, so a crash
+// loses a suffix of the lazy updates, each whole, never one without those
+// before it. A batch of lazy updates only (past MaxBatch or the blob bound)
+// is committed with its record written but not synced: the next barrier
+// covers it.
+//
+// Tx.AttachBlob puts the bytes of a small blob (at most MaxAttachedBlob;
+// at most 4 MiB per commit, a batch ends there) into the commit's journal
+// record, so the blob store may write the blob without fsync
+// (piece.Store.SealSmall) and the close of a small file costs one
+// fdatasync for data and name together. Open hands the blobs of every live
+// record to Options.RestoreBlob (piece.Store.Restore, which verifies and
+// rewrites) before it applies the record's commit, and fails if that fails
+// or if there is no RestoreBlob; its checkpoint's syncfs then makes the
+// restored blob files durable. A checkpoint (journal full, Close, replay)
+// retires records only after a syncfs of the repository's file system,
+// which makes the blob files written without fsync durable too: blobs must
+// live on the repository's file system (ROOT/blobs beside ROOT/meta.git).
+// Off Linux there is no syncfs, so AttachesBlobs is false there.
 //
 // So stock git and go-git readers of the repository (git log, git show,
 // peers' fetches) may see the branch up to FlushDelay behind the last

@@ -19,6 +19,13 @@ const inlineMax = 32 << 20
 // rungBuf is the size of a rung's reads from the temp file.
 const rungBuf = 1 << 20
 
+// leadDiv sets how early a rung starts before the threshold where its
+// piece length becomes the one needed: once size+size/leadDiv is past the
+// threshold. Such a rung yields to the rung the current size needs while
+// that one lags behind the writer, so it uses only spare time of the
+// second core; if the file ends before the threshold it is cancelled.
+const leadDiv = 4
+
 // writebackChunk is how many hashed bytes a rung lets pile up before it
 // starts writing them back to the disk (see startWriteback).
 const writebackChunk = 16 << 20
@@ -55,6 +62,8 @@ type ladder struct {
 	length func(int64) int64 // the piece-length rule (piece.Length)
 	// inlineMax bounds the bytes hashed by inline (tests make it small).
 	inlineMax int64
+	// leadDiv is the ladder's leadDiv (0: no early rungs).
+	leadDiv int64
 
 	// n is the number of bytes written in order from 0: the temp file holds
 	// them. Written by the writer, read by the rungs.
@@ -82,12 +91,16 @@ type rung struct {
 	// end is -1 while the file is written, then the final size: run returns
 	// once it has hashed that many bytes.
 	end atomic.Int64
-	err error // run's result; read after done is closed
+	pos atomic.Int64 // bytes hashed so far
+	// below is the rung the size needed when this one started early; it
+	// yields to below while below lags (nil: none, or inline).
+	below *rung
+	err   error // run's result; read after done is closed
 }
 
 // newLadder returns a ladder for tmp, which is empty.
 func newLadder(tmp *os.File) *ladder {
-	return &ladder{tmp: tmp, length: piece.Length, inlineMax: inlineMax, inline: piece.NewHasher(piece.Length(0))}
+	return &ladder{tmp: tmp, length: piece.Length, inlineMax: inlineMax, leadDiv: leadDiv, inline: piece.NewHasher(piece.Length(0))}
 }
 
 // wrote records that p was written at off. It returns false (and stops
@@ -114,7 +127,17 @@ func (l *ladder) wrote(p []byte, off int64) bool {
 		l.rungs = l.rungs[1:]
 	}
 	if l.inline == nil && (len(l.rungs) == 0 || l.rungs[0].pieceLength != need) {
-		l.start(need)
+		l.start(need, nil)
+	}
+	if l.leadDiv > 0 {
+		// Start the next rung early (see leadDiv): at most two alive.
+		if ahead := l.length(size + size/l.leadDiv); ahead > need && l.rungs[len(l.rungs)-1].pieceLength < ahead && len(l.rungs) < 2 {
+			var below *rung
+			if l.inline == nil {
+				below = l.rungs[0]
+			}
+			l.start(ahead, below)
+		}
 	}
 	for _, r := range l.rungs {
 		r.poke()
@@ -122,9 +145,10 @@ func (l *ladder) wrote(p []byte, off int64) bool {
 	return true
 }
 
-// start starts a rung of piece length pl.
-func (l *ladder) start(pl int64) {
+// start starts a rung of piece length pl, yielding to below.
+func (l *ladder) start(pl int64, below *rung) {
 	r := &rung{
+		below:       below,
 		pieceLength: pl,
 		hs:          piece.NewHasher(pl),
 		wake:        make(chan struct{}, 1),
@@ -163,6 +187,9 @@ func (r *rung) run(l *ladder) error {
 				return errRungStopped
 			default:
 			}
+			if r.yields(l) {
+				break // wait for the next write
+			}
 			k := min(int64(len(buf)), avail-off)
 			m, err := tmp.ReadAt(buf[:k], off)
 			r.hs.Write(buf[:m])
@@ -170,9 +197,10 @@ func (r *rung) run(l *ladder) error {
 			if int64(m) < k {
 				return fmt.Errorf("hash %s at %d: %w", tmp.Name(), off, err)
 			}
+			r.pos.Store(off)
 			l.writeback(off)
 		}
-		if end >= 0 {
+		if end >= 0 && off == end {
 			return nil
 		}
 		select {
@@ -181,6 +209,22 @@ func (r *rung) run(l *ladder) error {
 		case <-r.wake:
 		}
 	}
+}
+
+// yields reports whether r should wait: it started early and the rung
+// the size needs lags behind the writer.
+func (r *rung) yields(l *ladder) bool {
+	b := r.below
+	if b == nil || r.end.Load() >= 0 {
+		return false
+	}
+	select {
+	case <-b.stop:
+		r.below = nil // dropped: r is the one needed now, or is cancelled too
+		return false
+	default:
+	}
+	return b.pos.Load() < l.n.Load()-2*rungBuf
 }
 
 // writeback starts the write-back of the temp file up to off once

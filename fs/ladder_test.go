@@ -2,6 +2,7 @@ package fs
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -57,6 +58,12 @@ func wantHash(data []byte, length func(int64) int64) string {
 // of the whole contents with the piece length of the final size, with at
 // most two rungs alive at any time and no goroutine left.
 func TestLadderSequential(t *testing.T) {
+	for _, lead := range []int64{0, leadDiv, 1} {
+		t.Run(fmt.Sprint("lead", lead), func(t *testing.T) { testLadderSequential(t, lead) })
+	}
+}
+
+func testLadderSequential(t *testing.T, lead int64) {
 	seed := rand.Uint64()
 	rng := rand.New(rand.NewPCG(seed, 1))
 	t.Logf("seed %d", seed)
@@ -66,6 +73,7 @@ func TestLadderSequential(t *testing.T) {
 	}
 	for _, size := range sizes {
 		l, tmp := toyLadder(t)
+		l.leadDiv = lead
 		data := make([]byte, size)
 		for i := range data {
 			data[i] = byte(rng.Uint32())
@@ -100,8 +108,9 @@ func TestLadderSequential(t *testing.T) {
 			}
 		}
 		// Each rung started rehashes at most what was written before it:
-		// one per piece length crossed, plus the one taking over from inline.
-		if max := 1 + bitsBetween(toyLength(0), toyLength(size)); l.started > max {
+		// one per piece length crossed, plus the one taking over from
+		// inline, plus one started early for a threshold not reached.
+		if max := 2 + bitsBetween(toyLength(0), toyLength(size)); l.started > max {
 			t.Fatalf("size %d: %d rungs started, want at most %d", size, l.started, max)
 		}
 	}

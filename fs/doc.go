@@ -43,10 +43,22 @@
 // file (Store.TempFile), into which the committed contents are copied unless
 // the change is O_TRUNC or a truncate to 0 (copy_file_range, which is a
 // reflink on file systems that share extents, e.g. btrfs and XFS). While a
-// file is written in order from byte 0, a piece.Hasher hashes it on the way
-// so sealing does not read it again (up to 512 MiB, where the piece length
-// starts to grow: past that, Seal hashes the file). Getattr shows the size
-// and mtime of a changed file from the open file until it is committed.
+// file is written in order from byte 0, it is hashed on the way so sealing
+// does not read it again: the hash ladder (ladder.go). The piece length
+// depends on the final size (piece.Length grows past 512 MiB), so each time
+// the size nears a threshold where it changes, a rung (a goroutine with a
+// piece.Hasher of the next piece length, owned by the open file) starts,
+// catches up by reading the temp file from 0 (page cache, second core) and
+// then follows the writer; rungs of lengths the size has outgrown are
+// dropped at once, so at most two are alive. Small files (up to 32 MiB) are
+// hashed in the write path itself. The flush waits for the rung of
+// piece.Length(final size) and passes its info to Seal as known; a write
+// out of order, a truncate that is not to the ladder's size, or a close
+// stops the rungs (and waits for them), and Seal hashes the file. The rungs
+// also start the write-back of what they hashed (sync_file_range), so the
+// seal's fsync has little left. Stats counts seals of either kind.
+// Getattr shows the size and mtime of a changed file from the open file
+// until it is committed.
 //
 // Flush (every close(2)) of a handle that is open for writing, and fsync of
 // any handle, seal a changed file: Store.Seal (or SealSmall, below) makes the temp file a blob,
@@ -88,17 +100,31 @@
 // a full disk to ENOSPC; anything else is logged and becomes EIO. Names
 // longer than 255 bytes get ENAMETOOLONG. Hard links get ENOTSUP.
 //
+// # Caching
+//
+// DelugeFS mounts with entry, attribute and negative timeouts of
+// MountOptions.CacheTimeout (1 s): the kernel learns of changes made
+// through the mount from the FUSE calls themselves; a peer's change, which
+// arrives through the namespace sync, shows after at most that long (as on
+// NFS). This needs the patched cgofuse in third_party/cgofuse (v1.6.0
+// zeroes libfuse's fuse_config, which made every timeout 0).
+//
+// Page cache: a blob never changes, so OpenEx sets keep_cache (the kernel
+// keeps the file's pages from earlier opens) when a read-only handle reads
+// an unchanged, complete local blob that is the same blob the last open
+// for reading at that path saw (FS.cached, bounded). A new blob at the
+// path (a peer's change, a rewrite), a write or truncate, a rename or an
+// unlink forget the path, and the next open drops the pages. libfuse's own
+// kernel_cache is not used: it keeps pages of every open, stale ones too.
+//
 // # libfuse3 through cgofuse
 //
-// cgofuse v1.6.0 zeroes libfuse's fuse_config when the file system starts
-// (see fs/mount): attribute and entry timeouts are 0, so the kernel asks
-// getattr again each time (cheap: a snapshot lookup), and libfuse does not
-// unlink a file that is still open but renames it to .fuse_hiddenNNN and
-// unlinks that at the last close. FS turns such a rename into the unlink it
-// stands for (the removal is committed at once, the open file lives on
-// under the hidden name in memory only), so hidden names never reach git.
-// A user file whose name starts with .fuse_hidden is therefore not
-// supported as a rename target.
+// libfuse (without hard_remove) does not unlink a file that is still open
+// but renames it to .fuse_hiddenNNN and unlinks that at the last close. FS
+// turns such a rename into the unlink it stands for (the removal is
+// committed at once, the open file lives on under the hidden name in memory
+// only), so hidden names never reach git. A user file whose name starts with
+// .fuse_hidden is therefore not supported as a rename target.
 //
 // # Locking
 //

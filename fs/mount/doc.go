@@ -24,15 +24,23 @@
 //
 // # cgofuse and libfuse3 behaviour worth knowing
 //
-// cgofuse v1.6.0 zeroes libfuse3's struct fuse_config in its init callback
-// (it sets only direct_io and use_ino there). As a result the -o options that
-// live in fuse_config (attr_timeout, entry_timeout, negative_timeout,
-// hard_remove, kernel_cache, auto_cache, ...) have no effect: attribute and
-// entry timeouts are always 0 (the kernel asks again each time, which is safe
-// for any number of writers), and a file unlinked while open is renamed to
-// .fuse_hiddenNNN until its last close (libfuse's default without
-// hard_remove). Options are therefore limited to those the kernel and the
-// session understand.
+// cgofuse v1.6.0 zeroes libfuse3's struct fuse_config in its init callback,
+// so the -o options that live there (attr_timeout, entry_timeout,
+// negative_timeout, hard_remove, kernel_cache, ...) had no effect. DelugeFS
+// builds against the patched copy in third_party/cgofuse (a replace in
+// go.mod; see its README), which keeps what libfuse parsed: Options'
+// timeouts work, and without them libfuse's defaults apply (entry and
+// attribute timeouts 1 s, negative 0). hard_remove is still not passed, so
+// a file unlinked while open is renamed to .fuse_hiddenNNN until its last
+// close.
+//
+// With an attribute timeout the kernel answers stat(2) of the root from its
+// cache even when the file system process is gone, so Recover detects a
+// stale mount with statfs(2), which always reaches the file system.
+//
+// libfuse 3.14 rejects its own default max_idle_threads (UINT_MAX) with
+// "Ignoring invalid max threads value 4294967295"; Mount passes
+// max_threads and max_idle_threads (Options.MaxThreads) instead.
 //
 // cgofuse also registers for SIGINT and SIGTERM while mounted and unmounts
 // when one arrives; the process sees the signal as well (signal.Notify

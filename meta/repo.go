@@ -120,6 +120,7 @@ type lazyState struct {
 	msgs      []string
 	blobs     []journalBlob
 	blobBytes int
+	since     time.Time // when the oldest was published
 }
 
 type request struct {
@@ -591,7 +592,12 @@ func (r *Repo) Serve(ctx context.Context) error {
 			select {
 			case <-r.closed:
 			default:
-				r.flushAndNotify()
+				// Lazy updates younger than FlushDelay wait on: the
+				// close after a create commits it with the contents.
+				r.flushAndNotify(false)
+				if r.unflushed() {
+					flushC = time.After(r.opts.FlushDelay)
+				}
 			}
 			r.serveMu.Unlock()
 			continue
@@ -691,7 +697,11 @@ func (r *Repo) runBatch(batch []*request) (rest []*request, _ error) {
 		// Only lazy updates: publish them now and commit them with the
 		// next batch (a create and the write after it become one commit),
 		// or when the actor flushes.
-		r.lazy = lazyState{objs: objs, msgs: msgs, blobs: blobs, blobBytes: blobBytes}
+		since := r.lazy.since
+		if since.IsZero() {
+			since = time.Now()
+		}
+		r.lazy = lazyState{objs: objs, msgs: msgs, blobs: blobs, blobBytes: blobBytes, since: since}
 		r.snap.Store(&Snapshot{root: root, count: count, head: base.head})
 	case len(msgs) > 0:
 		err = r.commit(base, root, count, objs, msgs, blobs, lazy)
@@ -715,7 +725,7 @@ func (r *Repo) runBatch(batch []*request) (rest []*request, _ error) {
 		q.reply <- err
 	}
 	if len(syncs) > 0 || r.w.pendingBytes > maxPendingBytes || len(r.w.pending) > maxPendingObjects {
-		ferr := r.flushAndNotify()
+		ferr := r.flushAndNotify(len(syncs) > 0)
 		for _, q := range syncs {
 			q.reply <- ferr
 		}
@@ -882,11 +892,18 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 // the branch, then notifies watchers (who may fetch the new commits from
 // the repository). It runs when the actor has been idle for FlushDelay,
 // when too much waits, on Sync and on stop: off the commit latency path.
-func (r *Repo) flushAndNotify() error {
+//
+// With all false, lazy updates that have waited less than FlushDelay stay
+// uncommitted (the next batch takes them).
+func (r *Repo) flushAndNotify(all bool) error {
 	if !r.unflushed() {
 		return nil
 	}
-	if err := r.flush(); err != nil {
+	flush := r.flush
+	if !all && len(r.lazy.msgs) > 0 && time.Since(r.lazy.since) < r.opts.FlushDelay {
+		flush = r.flushCommitted
+	}
+	if err := flush(); err != nil {
 		// The commits are durable in the journal; the next flush retries,
 		// Open replays.
 		r.log.Error("meta: write committed objects", "err", err)
@@ -904,6 +921,11 @@ func (r *Repo) flush() error {
 	if err := r.commitLazy(); err != nil {
 		return err
 	}
+	return r.flushCommitted()
+}
+
+// flushCommitted is flush without committing waiting lazy updates.
+func (r *Repo) flushCommitted() error {
 	if err := r.syncJournal(); err != nil {
 		return err
 	}

@@ -134,7 +134,8 @@ func (n *node) rssMiB(tb testing.TB) (cur, peak float64) {
 func passMount(tb testing.TB, plus bool) (src, mnt string) {
 	tb.Helper()
 	src, mnt = tb.TempDir(), tb.TempDir()
-	m, err := mount.Mount(mnt, passthrough.New(src, plus), mount.Options{Name: "passthrough", ReaddirPlus: plus})
+	// The same kernel read-ahead as DelugeFS's mount (fs.MountConfig).
+	m, err := mount.Mount(mnt, passthrough.New(src, plus), mount.Options{Name: "passthrough", ReaddirPlus: plus, ReadAheadKB: 1024})
 	if err != nil {
 		tb.Fatal(err)
 	}

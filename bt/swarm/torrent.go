@@ -150,7 +150,7 @@ func newTorrent(info *bt.Info, blob *piece.Blob, pieceMemory int64) *torrent {
 	t.bufs = make([]atomic.Pointer[pieceBuf], n)
 	t.pool = &bufPool{size: int(info.PieceLength)}
 	if pieceMemory > 0 {
-		t.pool.max = int(max(2, pieceMemory/info.PieceLength))
+		t.pool.max = int(max(4, pieceMemory/info.PieceLength))
 	}
 	return t
 }

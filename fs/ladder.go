@@ -1,9 +1,11 @@
 package fs
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -119,15 +121,20 @@ func (l *ladder) wrote(p []byte, off int64) bool {
 	size := off + int64(len(p))
 	l.n.Store(size)
 	need := l.length(size)
-	if l.inline != nil && (size > l.inlineMax || l.inline.PieceLength() != need) {
-		l.inline = nil // a rung takes over below
+	if l.inline != nil && l.inline.PieceLength() != need {
+		l.inline = nil // outgrown; a rung of the length needed starts below
+	}
+	if l.inline != nil && size > l.inlineMax {
+		// A rung takes over the inline Hasher where it stands.
+		l.start(need, nil, l.inline)
+		l.inline = nil
 	}
 	for len(l.rungs) > 0 && l.rungs[0].pieceLength < need {
 		l.rungs[0].cancel()
 		l.rungs = l.rungs[1:]
 	}
 	if l.inline == nil && (len(l.rungs) == 0 || l.rungs[0].pieceLength != need) {
-		l.start(need, nil)
+		l.start(need, nil, nil)
 	}
 	if l.leadDiv > 0 {
 		// Start the next rung early (see leadDiv): at most two alive.
@@ -136,7 +143,7 @@ func (l *ladder) wrote(p []byte, off int64) bool {
 			if l.inline == nil {
 				below = l.rungs[0]
 			}
-			l.start(ahead, below)
+			l.start(ahead, below, nil)
 		}
 	}
 	for _, r := range l.rungs {
@@ -145,18 +152,24 @@ func (l *ladder) wrote(p []byte, off int64) bool {
 	return true
 }
 
-// start starts a rung of piece length pl, yielding to below.
-func (l *ladder) start(pl int64, below *rung) {
+// start starts a rung of piece length pl, yielding to below. It goes on
+// from hs when that is not nil (a Hasher of piece length pl that has seen
+// the first hs.Len() bytes), else it starts from byte 0.
+func (l *ladder) start(pl int64, below *rung, hs *piece.Hasher) {
+	if hs == nil {
+		hs = piece.NewHasher(pl)
+	}
 	r := &rung{
 		below:       below,
 		pieceLength: pl,
-		hs:          piece.NewHasher(pl),
+		hs:          hs,
 		wake:        make(chan struct{}, 1),
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
 	}
 	r.end.Store(-1)
 	l.rungs = append(l.rungs, r)
+	slices.SortFunc(l.rungs, func(a, b *rung) int { return cmp.Compare(a.pieceLength, b.pieceLength) })
 	l.started++
 	l.wg.Add(1)
 	// run returns when it has hashed the final size (finish) or when it is
@@ -174,7 +187,7 @@ func (l *ladder) start(pl int64, below *rung) {
 func (r *rung) run(l *ladder) error {
 	tmp := l.tmp
 	buf := make([]byte, rungBuf)
-	var off int64
+	off := r.hs.Len()
 	for {
 		end := r.end.Load()
 		avail := l.n.Load()

@@ -263,8 +263,8 @@ func TestOurSeedToThreeLeeches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tt.DownloadAll() // before it meets the peer: see anacrolixGet
 	tt.AddPeers([]torrent.PeerInfo{{Addr: addrString(s.Addr())}})
-	tt.DownloadAll()
 	out := filepath.Join(t.TempDir(), "out.bin")
 	if err := get(t, client.Source{MetaInfo: mi}, out, s.Addr()); err != nil {
 		t.Fatal(err)

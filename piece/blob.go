@@ -55,6 +55,7 @@ type Blob struct {
 
 	f        atomic.Pointer[os.File] // the data file; replaced only by adopt
 	complete atomic.Bool             // every piece verified, .have removed
+	mapp     atomic.Pointer[[]byte]  // mapped, for Map without the lock
 	have     []atomic.Uint64         // bit i: piece i verified (in memory)
 
 	refs int // OpenBlob calls not yet closed; guarded by s.mu
@@ -75,6 +76,9 @@ type Blob struct {
 	removed    bool       // Store.Remove deleted the files: persist nothing more
 	closed     bool
 	old        []*os.File // data files replaced by adopt, closed by Close
+	mapped     []byte     // read-only map of the data file (Map), or nil; also in mapp
+	mapFailed  bool       // the data file cannot be mapped: Map reports false
+	oldMaps    [][]byte   // maps of replaced data files, unmapped by Close
 }
 
 // OpenBlob opens blob info.Hash() for transfer, creating a sparse data file
@@ -241,6 +245,37 @@ func (b *Blob) Hash() bt.InfoHash { return b.hash }
 // partial blob, bytes of pieces not yet verified are whatever is on disk.
 func (b *Blob) ReadAt(p []byte, off int64) (int, error) {
 	return b.f.Load().ReadAt(p, off)
+}
+
+// Map returns the bytes [off, off+n) of the data file from a read-only
+// memory map of it, so that verified pieces are served (say, by a vectored
+// write to a socket) without being copied first. Like ReadAt it returns
+// what is on disk: check HasPiece on a partial blob (verified pieces never
+// change). The slice stays valid until the blob's last Close; do not use it
+// after. ok is false when the range is outside the blob or the data file
+// cannot be mapped (another platform, no address space): use ReadAt.
+func (b *Blob) Map(off, n int64) (p []byte, ok bool) {
+	if off < 0 || n < 0 || off+n > b.info.Length || off+n < off {
+		return nil, false
+	}
+	if m := b.mapp.Load(); m != nil {
+		return (*m)[off : off+n : off+n], true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.mapped == nil && !b.mapFailed && !b.closed {
+		m, err := mapFile(b.f.Load(), b.info.Length)
+		if err != nil {
+			b.mapFailed = true
+		} else {
+			b.mapped = m
+			b.mapp.Store(&m)
+		}
+	}
+	if b.mapped == nil {
+		return nil, false
+	}
+	return b.mapped[off : off+n : off+n], true
 }
 
 // WriteAt writes into the data file (io.WriterAt). Writes must stay inside
@@ -466,7 +501,16 @@ func (b *Blob) Close() error {
 	b.closed = true
 	files := append(b.old, b.f.Load())
 	b.old = nil
+	maps := b.oldMaps
+	if b.mapped != nil {
+		maps = append(maps, b.mapped)
+	}
+	b.mapped, b.oldMaps = nil, nil
+	b.mapp.Store(nil)
 	b.mu.Unlock()
+	for _, m := range maps {
+		unmapFile(m)
+	}
 	for _, f := range files {
 		if cerr := f.Close(); err == nil {
 			err = cerr
@@ -583,6 +627,11 @@ func (b *Blob) adopt(path string) error {
 	defer b.mu.Unlock()
 	b.old = append(b.old, b.f.Load()) // readers may still be using it
 	b.f.Store(nf)
+	if b.mapped != nil { // a map of the old file: holes where it was partial
+		b.oldMaps = append(b.oldMaps, b.mapped)
+		b.mapped = nil
+		b.mapp.Store(nil)
+	}
 	b.setAll()
 	b.count = b.n
 	b.dirtyBytes = 0

@@ -188,3 +188,47 @@ func TestWritePieceCrash(t *testing.T) {
 		t.Fatalf("complete blob reads back wrong (%v)", err)
 	}
 }
+
+// TestBlobMap: the map shows what WritePiece wrote, refuses ranges outside
+// the blob, and follows Seal replacing the partial file (whose map has
+// holes) with a complete one.
+func TestBlobMap(t *testing.T) {
+	s := newTestStore(t)
+	data := randomBlobData(8*MinLength, 23)
+	info := blobInfo(data, Length(8*MinLength))
+	b, err := s.OpenBlob(info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	pl := info.PieceLength
+	if ok, err := b.WritePiece(1, data[pl:2*pl]); !ok || err != nil {
+		t.Fatalf("WritePiece(1) = %v, %v", ok, err)
+	}
+	m, ok := b.Map(pl, pl)
+	if !ok {
+		t.Fatal("Map of a verified piece refused")
+	}
+	if !bytes.Equal(m, data[pl:2*pl]) {
+		t.Fatal("Map differs from the piece written")
+	}
+	// Written after the map was made: a shared map sees it.
+	if ok, err := b.WritePiece(2, data[2*pl:3*pl]); !ok || err != nil {
+		t.Fatalf("WritePiece(2) = %v, %v", ok, err)
+	}
+	if m, _ := b.Map(2*pl, pl); !bytes.Equal(m, data[2*pl:3*pl]) {
+		t.Fatal("Map does not see a piece written after it was made")
+	}
+	for _, r := range [][2]int64{{-1, 10}, {info.Length - 10, 11}, {0, -1}} {
+		if _, ok := b.Map(r[0], r[1]); ok {
+			t.Errorf("Map(%d, %d) outside the blob accepted", r[0], r[1])
+		}
+	}
+	if _, err := s.Seal(writeTemp(t, s, data), info); err != nil {
+		t.Fatal(err)
+	}
+	all, ok := b.Map(0, info.Length)
+	if !ok || !bytes.Equal(all, data) {
+		t.Fatalf("Map after Seal replaced the partial blob differs (ok %v)", ok)
+	}
+}

@@ -632,23 +632,29 @@ func (c *conn) writeLoop(ctx context.Context) error {
 					}
 					continue
 				}
-				if slab == nil {
-					slab = make([]byte, slabSize)
-				}
 				// A run of requests for contiguous bytes of one piece.
 				j, n := i+1, int(it.m.Length)
 				for j < len(items) && items[j].serve && items[j].m.Index == it.m.Index &&
-					items[j].m.Begin == it.m.Begin+uint32(n) && used+n+int(items[j].m.Length) <= len(slab) {
+					items[j].m.Begin == it.m.Begin+uint32(n) && used+n+int(items[j].m.Length) <= slabSize {
 					n += int(items[j].m.Length)
 					j++
 				}
-				if used+n > len(slab) {
+				if used+n > slabSize {
 					break // flush first
 				}
+				// The blocks straight from the blob's map (no copy), or
+				// read into the slab where it has none.
 				ts := c.s.state.Load()
-				buf := slab[used : used+n]
-				if _, err := ts.blob.ReadAt(buf, ts.wgeo.Offset(it.m.Index, it.m.Begin)); err != nil {
-					return fmt.Errorf("read block %d+%d to serve: %w", it.m.Index, it.m.Begin, err)
+				off := ts.wgeo.Offset(it.m.Index, it.m.Begin)
+				buf, mapped := ts.blob.Map(off, int64(n))
+				if !mapped {
+					if slab == nil {
+						slab = make([]byte, slabSize)
+					}
+					buf = slab[used : used+n]
+					if _, err := ts.blob.ReadAt(buf, off); err != nil {
+						return fmt.Errorf("read block %d+%d to serve: %w", it.m.Index, it.m.Begin, err)
+					}
 				}
 				for k := i; k < j; k++ {
 					l := int(items[k].m.Length)

@@ -37,8 +37,9 @@ func interopData(t *testing.T, seed uint64) (string, []byte, *bt.MetaInfo) {
 // it then waits for an unchoke forever, and our seed, like libtorrent,
 // unchokes only interested peers. (anacrolix seeds unchoke every peer
 // while they have upload slots, so two anacrolix clients never meet it.)
-// When nothing arrives for 2 s, a nudge makes it recompute its requests:
-// the transfer itself is still all ours and theirs.
+// Tests tell it which pieces they want before it connects where they can;
+// after a magnet link they cannot, so when nothing arrives for 2 s it is
+// reconnected: the transfer itself is still all ours and theirs.
 func anacrolixGet(t *testing.T, s *client.Seeder, cl *torrent.Client, tt *torrent.Torrent, dir string, data []byte) {
 	t.Helper()
 	fail := func(what string, d time.Duration) {
@@ -70,9 +71,13 @@ func anacrolixGet(t *testing.T, s *client.Seeder, cl *torrent.Client, tt *torren
 			if b := tt.BytesCompleted(); b != last {
 				last, since = b, now
 			} else if now.Sub(since) >= 2*time.Second {
-				t.Logf("anacrolix stalled at %d bytes for %v: nudging it to recompute its requests", b, now.Sub(since))
-				tt.DisallowDataDownload()
-				tt.AllowDataDownload()
+				// A new connection, made now that it wants every piece,
+				// does not meet the lost update.
+				t.Logf("anacrolix stalled at %d bytes for %v: reconnecting it", b, now.Sub(since))
+				for _, pc := range tt.PeerConns() {
+					pc.Close()
+				}
+				tt.AddPeers([]torrent.PeerInfo{{Addr: addrString(s.Addr()), Trusted: true}})
 				since = now
 			}
 		}

@@ -35,27 +35,44 @@
 // and a write loop in one errgroup; they live and die together.
 //
 // The hot path avoids the actor where it can:
-//   - A received block is read from the socket into the connection's slab
-//     and written to the blob (pwrite, contiguous blocks in one call) by the
-//     read loop itself; only then is the actor told, in one batch per
-//     socket read (a mutex-guarded queue plus a coalesced wake-up), so the
-//     picker advances. A per-block claim bit (atomic) makes the first copy
-//     of a block the only one written; duplicates are skipped unread.
+//   - A received block is read from the socket straight into its piece's
+//     buffer, taken from a bounded pool (Config.PieceMemory) when the
+//     piece's first block arrives; only then is the actor told, in one
+//     batch per socket read (a mutex-guarded queue plus a coalesced
+//     wake-up), so the picker advances. A per-block claim bit (atomic)
+//     makes the first copy of a block the only one read; duplicates are
+//     skipped unread. A piece whose first block finds the pool empty is
+//     written to the blob as it comes (pwrite, contiguous blocks in one
+//     call), as all pieces are with a negative PieceMemory.
+//   - A complete piece is hashed in its buffer and written with one
+//     pwrite (Blob.WritePiece, which hashes exactly the bytes it writes)
+//     by Config.Verifiers goroutines; nothing is read back. A piece
+//     written as it came is hashed back from disk (Blob.VerifyPiece).
+//   - The marks of verified pieces are persisted by the persister
+//     goroutine (Blob.Sync when Blob.Due: 64 MiB or a second of new
+//     marks), never on the hot path; the store makes the data durable
+//     before a mark. Done is closed when the last piece is verified and
+//     the blob is complete in the store.
+//   - The picker keeps at most the pool's buffers less two pieces in flight
+//     for rarest-first (piece.Options.MaxActive), so the pool bounds the
+//     leech's memory and the pieces in flight stay hot in the caches.
 //   - A request from a peer is checked (choke, have) by the read loop and
-//     queued straight on the write loop's outbox; the write loop reads
-//     contiguous requested blocks from the blob with one pread into its
-//     slab and sends the piece messages with one vectored write, without
-//     copying the blocks again.
+//     queued straight on the write loop's outbox; the write loop sends
+//     contiguous requested blocks from the blob's read-only map
+//     (Blob.Map) with one vectored write, with no copy in user space (or
+//     one pread into its slab where the blob cannot be mapped).
 //   - Requests the picker decides are appended to each outbox under one
 //     lock per peer per step.
 //
-// Completed pieces are hashed (Blob.VerifyPiece) by Config.Verifiers
-// goroutines (twice GOMAXPROCS: the store fsyncs inside some
-// verifications, and the others keep hashing meanwhile). A piece that fails is dropped and its blocks fetched again;
+// A piece that fails its hash is dropped and its blocks fetched again;
 // every peer that sent part of it gets a strike, and a peer with
 // Config.BanStrikes strikes and fewer verified pieces than strikes is
 // banned for Config.BanDuration by IP:port (BanList, shareable between
 // swarms) and disconnected.
+//
+// Read-ahead: each Reader has its own setting (Reader.SetReadAhead: a
+// growing window between bounds, a fixed one, or none), default
+// Config.ReadAheadMin and ReadAheadMax.
 //
 // Pipelining: each connection starts with Config.PipelineStart requests
 // outstanding; every 100 ms the depth follows the peer's rate times

@@ -346,7 +346,7 @@ func TestAttachBlobChecks(t *testing.T) {
 		t.Errorf("attach without a restorer: %v, want ErrInvalid", err)
 	}
 
-	r, err := Open(filepath.Join(root, "meta.git"), Options{RestoreBlob: st.Restore, JournalSize: 1 << 20})
+	r, err := Open(filepath.Join(root, "meta.git"), Options{RestoreBlob: st.Restore, JournalSize: 4 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,11 +360,21 @@ func TestAttachBlobChecks(t *testing.T) {
 		t.Errorf("attach of a big blob: %v, want ErrInvalid", err)
 	}
 
-	// 24 concurrent writers of 100 KiB blobs: a 1 MiB journal allows 256
-	// KiB of blobs per commit, so they cannot all go in one.
+	// A journal under 4 MiB takes no blobs.
+	small, err := Open(filepath.Join(t.TempDir(), "meta.git"), Options{RestoreBlob: st.Restore, JournalSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if small.AttachesBlobs() {
+		t.Error("AttachesBlobs with a 1 MiB journal")
+	}
+	small.Close()
+
+	// 40 concurrent writers of 100 KiB blobs: a 4 MiB journal allows 1
+	// MiB of blobs per commit, so they cannot all go in one.
 	var wg sync.WaitGroup
-	infos := make([]*bt.Info, 24)
-	datas := make([][]byte, 24)
+	infos := make([]*bt.Info, 40)
+	datas := make([][]byte, 40)
 	for i := range infos {
 		infos[i], datas[i] = sealSmall(t, st, 100<<10, uint64(10+i))
 	}
@@ -384,9 +394,9 @@ func TestAttachBlobChecks(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	// Batches end once 256 KiB are attached: at most 3 blobs per commit.
-	if n := r.Stats().Commits - start; n < 24/3 {
-		t.Errorf("%d commits for 2.4 MiB of blobs, want at least %d", n, 24/3)
+	// Batches end once 1 MiB is attached: at most 11 blobs per commit.
+	if n := r.Stats().Commits - start; n < 4 {
+		t.Errorf("%d commits for 4 MiB of blobs, want at least 4", n)
 	}
 	for i := range infos {
 		if e, ok := r.Snapshot().Get(fmt.Sprintf("f%d", i)); !ok || e.Hash != infos[i].Hash() {

@@ -506,12 +506,16 @@ func (r *Repo) replay() error {
 }
 
 // AttachesBlobs reports whether Tx.AttachBlob works in this Repo's
-// updates: Options.RestoreBlob is set, the journal is on, and a checkpoint
-// (syncfs on Linux) makes blob files on the repository's file system
-// durable.
+// updates: Options.RestoreBlob is set, the journal is on and at least
+// minAttachJournal bytes (in a smaller one, records that carry blobs would
+// checkpoint, a syncfs, on nearly every commit), and a checkpoint (syncfs
+// on Linux) makes blob files on the repository's file system durable.
 func (r *Repo) AttachesBlobs() bool {
-	return r.opts.RestoreBlob != nil && r.j != nil && syncfsCoversBlobs
+	return r.opts.RestoreBlob != nil && r.j != nil && r.j.size >= minAttachJournal && syncfsCoversBlobs
 }
+
+// minAttachJournal is the smallest journal that takes attached blobs.
+const minAttachJournal = 4 << 20
 
 // UpdateLazy is Update without the wait for durability: fn is applied and
 // committed in order with every other update, the new snapshot is

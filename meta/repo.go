@@ -390,9 +390,10 @@ func join(dir, name string) string {
 // Snapshot returns the latest published snapshot. It never blocks.
 func (r *Repo) Snapshot() *Snapshot { return r.snap.Load() }
 
-// Head returns the commit of the latest snapshot (zero before the first
-// commit). It is durable; the branch file may show it up to FlushDelay
-// later (see Sync).
+// Head returns the last commit (zero before the first commit): the
+// latest snapshot minus lazy updates that wait for the next commit. It is
+// durable unless it holds lazy updates (UpdateLazy) not yet synced; the
+// branch file may show it up to FlushDelay later (see Sync).
 func (r *Repo) Head() plumbing.Hash { return r.snap.Load().head }
 
 // Storer returns the go-git storage of the repository, for serving fetches

@@ -432,14 +432,22 @@ func (a *actor) handle(e *event, now time.Time) error {
 		// A late event of a closed connection. A block it claimed and
 		// wrote is not reported: release the claim so that the block is
 		// taken from the peer the picker asks next.
-		if e.kind == evBlock && a.t != nil {
-			if blk, ok := a.t.blockID(e.index, e.begin, e.length); ok {
-				a.t.unclaim(blk)
+		switch e.kind {
+		case evBlock:
+			if a.t != nil {
+				if blk, ok := a.t.blockID(e.index, e.begin, e.length); ok {
+					a.t.unclaim(blk)
+				}
 			}
+			a.reask(e)
+		case evDropped:
+			a.reask(e)
 		}
 		return nil
 	}
 	switch e.kind {
+	case evDropped:
+		a.reask(e)
 	case evBlock:
 		if a.pk == nil {
 			return nil
@@ -577,6 +585,20 @@ func (a *actor) handle(e *event, now time.Time) error {
 		e.peers <- a.peerList()
 	}
 	return nil
+}
+
+// reask makes the block of e pending again on every peer: while a
+// connection held its claim (and then closed, or failed to read it),
+// another may have received its copy and skipped it, and would never
+// deliver it.
+func (a *actor) reask(e *event) {
+	if a.pk == nil {
+		return
+	}
+	b := piece.Block{Piece: int(e.index), Begin: int(e.begin), Length: int(e.length)}
+	for _, o := range a.conns {
+		a.pk.RequestRejected(o.id, b)
+	}
 }
 
 func (a *actor) peerHave(c *conn, index uint32) {

@@ -430,7 +430,7 @@ func (c *conn) recvBlock(ts *torrent, r *wire.Reader, m *wire.Message, b *recvBa
 	n := int(m.Length)
 	if pb := ts.bufFor(int(m.Index)); pb != direct {
 		if err := r.ReadBlock(pb.data[m.Begin : int(m.Begin)+n]); err != nil {
-			ts.unclaim(blk)
+			c.drop(ts, b, blk, m)
 			return err
 		}
 		b.claims = append(b.claims, blk)
@@ -445,14 +445,14 @@ func (c *conn) recvBlock(ts *torrent, r *wire.Reader, m *wire.Message, b *recvBa
 	}
 	if b.used+n > len(b.slab) {
 		if err := c.flush(ts, b); err != nil {
-			ts.unclaim(blk)
+			c.drop(ts, b, blk, m)
 			return err
 		}
 	}
 	gen := b.gen
 	p := b.slab[b.used : b.used+n]
 	if err := r.ReadBlock(p); err != nil {
-		ts.unclaim(blk)
+		c.drop(ts, b, blk, m)
 		return err
 	}
 	off := ts.wgeo.Offset(m.Index, m.Begin)
@@ -462,7 +462,7 @@ func (c *conn) recvBlock(ts *torrent, r *wire.Reader, m *wire.Message, b *recvBa
 		// was flushed meanwhile (sockReader's idle): the block is in
 		// the slab but past the reset batch. Write it now.
 		if _, err := ts.blob.WriteAt(p, off); err != nil {
-			ts.unclaim(blk)
+			c.drop(ts, b, blk, m)
 			return fmt.Errorf("write received block: %w", err)
 		}
 	case len(b.runs) > 0 && b.runs[len(b.runs)-1].end == b.used && b.runs[len(b.runs)-1].off+int64(b.runs[len(b.runs)-1].end-b.runs[len(b.runs)-1].start) == off:
@@ -475,6 +475,14 @@ func (c *conn) recvBlock(ts *torrent, r *wire.Reader, m *wire.Message, b *recvBa
 	b.claims = append(b.claims, blk)
 	b.evs = append(b.evs, event{kind: evBlock, c: c, index: m.Index, begin: m.Begin, length: m.Length})
 	return nil
+}
+
+// drop releases the claim of a block this connection could not read or
+// write, and tells the actor: another connection may have skipped its copy
+// of the block while this one held the claim.
+func (c *conn) drop(ts *torrent, b *recvBatch, blk int, m *wire.Message) {
+	ts.unclaim(blk)
+	b.evs = append(b.evs, event{kind: evDropped, c: c, index: m.Index, begin: m.Begin, length: m.Length})
 }
 
 // flush writes the received blocks to the blob, then posts the events and
@@ -491,7 +499,11 @@ func (c *conn) flush(ts *torrent, b *recvBatch) error {
 			ts.unclaim(blk)
 		}
 		err = fmt.Errorf("write received blocks: %w", err)
-		b.evs = slices.DeleteFunc(b.evs, func(e event) bool { return e.kind == evBlock })
+		for k := range b.evs {
+			if b.evs[k].kind == evBlock {
+				b.evs[k].kind = evDropped
+			}
+		}
 	}
 	if b.bytes > 0 {
 		c.down.Add(b.bytes)

@@ -15,6 +15,7 @@ type evKind uint8
 const (
 	// From a connection's read loop (c is set).
 	evBlock         evKind = iota + 1 // block index+begin/length written into the blob
+	evDropped                         // block index+begin/length claimed, then not read or written: claim released
 	evHave                            // peer has piece index
 	evBitfield                        // peer's bitfield in data (a copy)
 	evHaveAll                         // BEP 6 have all

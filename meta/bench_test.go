@@ -15,6 +15,7 @@ import (
 
 	"github.com/delugefs/delugefs/meta"
 	"github.com/delugefs/delugefs/meta/metatest"
+	"github.com/delugefs/delugefs/piece"
 )
 
 // fill creates n small files: in directories of 1,000 ("d0/f0" ...), or all
@@ -218,4 +219,60 @@ func rssMB() float64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkSmallFileClose is meta's side of a close(2) of a new small file
+// as fs does it (one writer, 1,000 files in the directory first): a lazy
+// create, then the write with its 4 KiB blob attached (old: a durable
+// create, then the write with the blob sealed and fsynced by the store,
+// which this leaves out). It reports barriers per file.
+func BenchmarkSmallFileClose(b *testing.B) {
+	for _, mode := range []string{"durable-create", "lazy-create+attach"} {
+		b.Run(mode, func(b *testing.B) {
+			root := b.TempDir()
+			st, err := piece.OpenStore(root)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s := metatest.Serve(b, filepath.Join(root, "meta.git"), meta.Options{RestoreBlob: st.Restore})
+			fill(b, s, 1000, false)
+			data := make([]byte, 4096)
+			ctx := context.Background()
+			var i uint64
+			before := s.Stats()
+			start := time.Now()
+			for b.Loop() {
+				i++
+				p := "d0/new" + strconv.FormatUint(i, 10)
+				create := s.Update
+				if mode != "durable-create" {
+					create = s.UpdateLazy
+				}
+				if err := create(ctx, "create "+p, func(tx *meta.Tx) error {
+					return tx.Put(p, &meta.Entry{Kind: meta.KindFile, Mode: 0o644})
+				}); err != nil {
+					b.Fatal(err)
+				}
+				data[0], data[1], data[2] = byte(i), byte(i>>8), byte(i>>16)
+				hs := piece.NewHasher(piece.Length(int64(len(data))))
+				hs.Write(data)
+				info := hs.Info()
+				if err := s.Update(ctx, "write "+p, func(tx *meta.Tx) error {
+					if mode != "durable-create" {
+						if err := tx.AttachBlob(info, data); err != nil {
+							return err
+						}
+					}
+					return tx.Put(p, &meta.Entry{Kind: meta.KindFile, Mode: 0o644, Info: info})
+				}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			el := time.Since(start).Seconds()
+			after := s.Stats()
+			b.ReportMetric(float64(b.N)/el, "files/s")
+			b.ReportMetric(float64(after.Barriers-before.Barriers)/float64(b.N), "barriers/file")
+			b.ReportMetric(float64(after.Commits-before.Commits)/float64(b.N), "commits/file")
+		})
+	}
 }

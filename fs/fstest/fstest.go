@@ -68,6 +68,9 @@ func Open(root, dir string, cfg Config) (*Node, error) {
 	if cfg.Meta.Logger == nil {
 		cfg.Meta.Logger = cfg.FS.Logger
 	}
+	if cfg.Meta.RestoreBlob == nil {
+		cfg.Meta.RestoreBlob = store.Restore
+	}
 	repo, err := meta.Open(filepath.Join(root, "meta.git"), cfg.Meta)
 	if err != nil {
 		return nil, err

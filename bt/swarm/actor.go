@@ -615,6 +615,30 @@ func (a *actor) peerHave(c *conn, index uint32) {
 	}
 }
 
+// dupRank orders the connections to one peer the same way on both ends of
+// each: first the one dialed by the lower peer id, then the one whose
+// dialing end has the lower port (both ends see the same TCP 4-tuple).
+func (a *actor) dupRank(outbound bool, nc net.Conn, peer [20]byte) [2]int {
+	var r [2]int
+	if outbound != (string(a.cfg.PeerID[:]) < string(peer[:])) {
+		r[0] = 1
+	}
+	addr := nc.RemoteAddr()
+	if outbound {
+		addr = nc.LocalAddr()
+	}
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		r[1] = ta.Port
+	}
+	return r
+}
+
+// dupLess reports whether rank x is kept over rank y. Equal ranks (not
+// TCP) keep the newer connection.
+func dupLess(x, y [2]int) bool {
+	return x[0] < y[0] || x[0] == y[0] && x[1] < y[1]
+}
+
 // addConn starts a connection whose handshake is done.
 func (a *actor) addConn(hs *handshaken, now time.Time) {
 	if hs.outbound {
@@ -632,14 +656,13 @@ func (a *actor) addConn(hs *handshaken, now time.Time) {
 		if o.peerID != hs.peerID {
 			continue
 		}
-		// Two connections to one peer (both dialed): both sides keep
-		// the one dialed by the lower peer id.
-		keepOutbound := string(a.cfg.PeerID[:]) < string(hs.peerID[:])
-		if o.outbound != hs.outbound && o.outbound == keepOutbound {
+		// Two connections to one peer: both ends must keep the same
+		// one, whatever order they saw them in.
+		if dupLess(a.dupRank(o.outbound, o.nc, o.peerID), a.dupRank(hs.outbound, hs.nc, hs.peerID)) {
 			refuse("duplicate")
 			return
 		}
-		a.closeConn(o, errors.New("swarm: replaced by a newer connection"))
+		a.closeConn(o, errors.New("swarm: replaced by a duplicate connection both ends prefer"))
 	}
 	if len(a.conns) >= a.cfg.MaxPeers {
 		refuse("too many peers")

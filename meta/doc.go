@@ -36,13 +36,32 @@
 // costs O(100,000)) and the commit object.
 //
 // Durability takes one fdatasync per durable commit: the commit's objects (as
-// loose-object file bytes) and the new branch value are appended as one
+// pack entries) and the new branch value are appended as one
 // record to ROOT/meta.git/delugefs.journal, a pre-filled file, and the
 // record is fdatasync'd. Then the new Snapshot is published and the callers
-// are answered. The loose-object files and the branch ref are written
-// later, without any fsync, once the actor has been idle for
-// Options.FlushDelay (10ms), when 20,000 objects or 32 MiB wait, on Sync,
-// and when Serve stops. When the journal is full, a checkpoint writes
+// are answered. The objects and the branch ref are written
+// later, without any fsync, Options.FlushDelay (10ms) after the first
+// batch that left them waiting, when 20,000 objects or 32 MiB wait, on Sync,
+// and when Serve stops.
+//
+// Objects are written as packs, never as loose files: each flush writes
+// one pack (objects/pack/pack-<checksum>.pack and its version-2 .idx;
+// temp file, rename, then the index). Trees are stored uncompressed, and
+// a directory's tree whose previous version is in the same pack is stored
+// as a reference delta against it (chains of at most 50), so a commit into
+// a directory of thousands of entries adds a few dozen bytes to the pack,
+// not the whole tree. When more than 16 packs exist the flush merges the
+// smaller ones (geometric: the packs left keep doubling in size), copying
+// entries as they are, fsyncing the merged pack before it removes the old
+// ones; packs that are not self-contained (git gc's offset deltas) are
+// left alone. A reader that loaded a pack's index just before a merge
+// removed the pack may fail one read (as with git repack) and must retry.
+// Stock git reads everything (git fsck --strict passes); git gc may
+// repack at any time the node is stopped. After a crash, Open removes
+// temp files and packs without an index and, when the journal has live
+// records, checks every pack's checksums and drops the torn ones (only a
+// pack of live records can be torn) before it rewrites the records'
+// objects. When the journal is full, a checkpoint writes
 // everything, syncfs(2)'s the repository's filesystem (per-file fsync off
 // Linux) and starts a new journal epoch. Open replays the live records:
 // rewrites their objects, points the branch at the last record's commit

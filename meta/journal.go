@@ -41,8 +41,10 @@ import (
 // Layout: a 4 KiB header (magic, epoch, CRC), then records from offset
 // 4096: magic u32, epoch u64, payload length u32, CRC-32C u32 of (epoch,
 // length, payload), payload. Payload: commit id (20 bytes), then per object
-// its id (20 bytes), length u32, and the loose-object file bytes (zlib).
-// A record that carries blobs (Tx.AttachBlob) has the magic recordMagicBlobs
+// its id (20 bytes), length u32, and its pack entry (type and size header,
+// zlib data; records of magic recordMagic and recordMagicBlobs, written
+// before packs, hold loose-object file bytes instead).
+// A record that carries blobs (Tx.AttachBlob) has the magic recordMagicPackBlobs
 // and, after the commit id, a blob count u32 and per blob the info
 // dictionary's length u32 and bencoding, the data's length u32 and the
 // data; the objects follow as above.
@@ -68,7 +70,12 @@ const (
 	recordMagic   = 0x444a5231
 	// recordMagicBlobs marks a record that carries attached blobs.
 	recordMagicBlobs = 0x444a5232
-	recordHead       = 4 + 8 + 4 + 4
+	// recordMagicPack and recordMagicPackBlobs are the same with pack
+	// entries instead of loose-object files (the format written now; the
+	// others are read for replay after an upgrade).
+	recordMagicPack      = 0x444a5233
+	recordMagicPackBlobs = 0x444a5234
+	recordHead           = 4 + 8 + 4 + 4
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -135,7 +142,15 @@ type journalBlob struct {
 
 type journalObj struct {
 	id   plumbing.Hash
-	file []byte // loose-object file contents
+	file []byte // pack entry (type and size header, zlib data)
+	// loose is set for objects of records written before packs: file
+	// then holds loose-object file contents.
+	loose bool
+	// raw and base are set for trees being written (never journaled):
+	// the tree's data and the directory's previous tree, a delta base
+	// (see deltify).
+	raw  []byte
+	base plumbing.Hash
 }
 
 // records returns the valid records of the current epoch, in order.
@@ -148,7 +163,7 @@ func (j *journal) records() ([]journalRecord, error) {
 			return nil, fmt.Errorf("read journal: %w", err)
 		}
 		magic := binary.LittleEndian.Uint32(hd[0:4])
-		if magic != recordMagic && magic != recordMagicBlobs || binary.LittleEndian.Uint64(hd[4:12]) != j.epoch {
+		if magic < recordMagic || magic > recordMagicPackBlobs || binary.LittleEndian.Uint64(hd[4:12]) != j.epoch {
 			break
 		}
 		n := int64(binary.LittleEndian.Uint32(hd[12:16]))
@@ -163,7 +178,9 @@ func (j *journal) records() ([]journalRecord, error) {
 		if c != binary.LittleEndian.Uint32(hd[16:20]) {
 			break // torn append: never acknowledged
 		}
-		rec, ok := parseRecord(payload, magic == recordMagicBlobs)
+		blobs := magic == recordMagicBlobs || magic == recordMagicPackBlobs
+		loose := magic == recordMagic || magic == recordMagicBlobs
+		rec, ok := parseRecord(payload, blobs, loose)
 		if !ok {
 			break
 		}
@@ -174,7 +191,7 @@ func (j *journal) records() ([]journalRecord, error) {
 	return out, nil
 }
 
-func parseRecord(p []byte, withBlobs bool) (journalRecord, bool) {
+func parseRecord(p []byte, withBlobs, loose bool) (journalRecord, bool) {
 	var rec journalRecord
 	copy(rec.head[:], p[:20])
 	p = p[20:]
@@ -203,7 +220,7 @@ func parseRecord(p []byte, withBlobs bool) (journalRecord, bool) {
 		if len(p) < 24 {
 			return rec, false
 		}
-		var o journalObj
+		o := journalObj{loose: loose}
 		copy(o.id[:], p[:20])
 		n := int(binary.LittleEndian.Uint32(p[20:24]))
 		if n > len(p)-24 {
@@ -243,9 +260,9 @@ func (j *journal) encodeRecord(head plumbing.Hash, objs []journalObj, blobs []jo
 		n += 24 + len(o.file)
 	}
 	b := make([]byte, recordHead, recordHead+n)
-	magic := uint32(recordMagic)
+	magic := uint32(recordMagicPack)
 	if len(blobs) > 0 {
-		magic = recordMagicBlobs
+		magic = recordMagicPackBlobs
 	}
 	binary.LittleEndian.PutUint32(b[0:4], magic)
 	binary.LittleEndian.PutUint64(b[4:12], j.epoch)

@@ -33,11 +33,13 @@ func put(t *testing.T, r *Repo, p string, seed byte) {
 	}
 }
 
-// looseObjects lists the loose object files under gitDir.
+// looseObjects lists the object files (loose objects, packs and their
+// indexes) under gitDir.
 func looseObjects(t *testing.T, gitDir string) map[string]bool {
 	out := map[string]bool{}
 	subs, _ := filepath.Glob(filepath.Join(gitDir, "objects", "??", "*"))
-	for _, p := range subs {
+	packs, _ := filepath.Glob(filepath.Join(gitDir, "objects", "pack", "*"))
+	for _, p := range append(subs, packs...) {
 		out[p] = true
 	}
 	return out
@@ -79,8 +81,8 @@ func TestJournalReplay(t *testing.T) {
 		}
 	}
 	os.WriteFile(refPath, durableRef, 0o644)
-	if lost < 9 {
-		t.Fatalf("only %d objects written by 3 commits", lost)
+	if lost < 2 {
+		t.Fatalf("only %d object files written by 3 commits", lost)
 	}
 
 	r, err = Open(dir, Options{})

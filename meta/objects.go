@@ -3,31 +3,29 @@ package meta
 import (
 	"bytes"
 	"compress/zlib"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 )
 
-// objWriter writes loose git objects without fsync; the caller makes a
-// whole batch durable with one barrier (sync). Owned by the actor.
+// objWriter writes git objects as packs (pack.go) without fsync; the caller
+// makes a whole batch durable with one barrier (sync). Owned by the actor.
 type objWriter struct {
-	dir     string          // the bare repository
-	haveDir map[string]bool // objects/xx directories known to exist
-	written []string        // files and directories made since the last sync
-	// pending holds the loose-object files of the current commit, made
+	dir     string   // the bare repository
+	written []string // files and directories made since the last sync
+	// pending holds the pack entries of the current commit, made
 	// (compressed) but not yet written: they go into the commit's journal
-	// record first, then to their files (flush) after the callers are
-	// answered, off the latency path.
+	// record first, then into a pack (flush) after the callers are
+	// answered, off the latency path. ids holds their ids.
 	pending      []journalObj
+	ids          map[plumbing.Hash]bool
 	pendingBytes int
+	packs        int          // packs in objects/pack (for consolidate)
 	zw           *zlib.Writer // BestSpeed, for small objects
 	zwBig        *zlib.Writer // NoCompression, for trees and objects over bigObject
+	zwDelta      *zlib.Writer // BestSpeed, for deltas (a second one: deltify runs in flush)
 	buf          bytes.Buffer
 	n            int // objects written since the last sync (for tests and stats)
 }
@@ -41,123 +39,87 @@ const bigObject = 256 << 10
 func newObjWriter(gitDir string) *objWriter {
 	zw, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed)
 	zwBig, _ := zlib.NewWriterLevel(nil, zlib.NoCompression)
-	return &objWriter{dir: gitDir, haveDir: make(map[string]bool), zw: zw, zwBig: zwBig}
+	zwDelta, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed)
+	return &objWriter{dir: gitDir, ids: make(map[plumbing.Hash]bool), zw: zw, zwBig: zwBig, zwDelta: zwDelta}
 }
 
-// write makes data a pending loose object of the given type unless an
-// object with that id already exists loose. (A packed
-// copy is not looked for: a duplicate loose object is harmless.)
+// write makes data a pending object of the given type unless an object
+// with that id is already pending. (Objects already in packs are not
+// looked for: a duplicate in another pack is harmless, and consolidate
+// drops it.)
 func (w *objWriter) write(h plumbing.Hash, typ string, data []byte) error {
-	hex := h.String()
-	sub := filepath.Join(w.dir, "objects", hex[:2])
-	final := filepath.Join(sub, hex[2:])
-	if _, err := os.Lstat(final); err == nil {
+	if w.ids[h] {
 		return nil
 	}
-	w.buf.Reset()
 	zw := w.zw
 	if len(data) > bigObject || typ == "tree" {
 		zw = w.zwBig
 	}
-	zw.Reset(&w.buf)
-	zw.Write([]byte(typ))
-	zw.Write([]byte{' '})
-	zw.Write(strconv.AppendInt(nil, int64(len(data)), 10))
-	zw.Write([]byte{0})
-	zw.Write(data)
-	if err := zw.Close(); err != nil {
-		return fmt.Errorf("compress object %s: %w", hex, err)
+	e, err := encodeEntry(&w.buf, zw, packType(typ), data)
+	if err != nil {
+		return fmt.Errorf("compress object %s: %w", h, err)
 	}
-	w.pending = append(w.pending, journalObj{id: h, file: bytes.Clone(w.buf.Bytes())})
-	w.pendingBytes += w.buf.Len()
+	w.add(journalObj{id: h, file: e})
 	return nil
 }
 
-// flush writes the pending objects to their files (without fsync). With
-// direct set, each is created in place (O_EXCL) rather than through a temp
-// file and a rename: one metadata operation instead of two. Only for
-// objects a journal record holds, since replay rewrites any that a crash
-// left half-written.
-func (w *objWriter) flush(direct bool) error {
-	for len(w.pending) > 0 {
-		o := w.pending[0]
-		write := w.writeFile
-		if direct {
-			write = w.createFile
-		}
-		if err := write(o.id, o.file); err != nil {
-			return err
-		}
-		w.pendingBytes -= len(o.file)
-		w.pending[0] = journalObj{}
-		w.pending = w.pending[1:]
-	}
-	w.pending, w.pendingBytes = nil, 0
-	return nil
-}
-
-// createFile creates the loose-object file of h in place; an existing file
-// is left alone.
-func (w *objWriter) createFile(h plumbing.Hash, file []byte) error {
-	hex := h.String()
-	sub := filepath.Join(w.dir, "objects", hex[:2])
-	if err := w.mkdir(sub); err != nil {
-		return fmt.Errorf("write object %s: %w", hex, err)
-	}
-	final := filepath.Join(sub, hex[2:])
-	f, err := os.OpenFile(final, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if errors.Is(err, os.ErrExist) {
+// writeTree is write for a tree whose directory's previous tree was base
+// (zero if none): the pack may store it as a delta against base.
+func (w *objWriter) writeTree(h plumbing.Hash, data []byte, base plumbing.Hash) error {
+	if w.ids[h] {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("write object %s: %w", hex, err)
-	}
-	_, err = f.Write(file)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(final)
-		return fmt.Errorf("write object %s: %w", hex, err)
-	}
-	w.written = append(w.written, final)
-	w.n++
-	return nil
-}
-
-func (w *objWriter) mkdir(sub string) error {
-	if w.haveDir[sub] {
-		return nil
-	}
-	if err := os.Mkdir(sub, 0o755); err == nil {
-		w.written = append(w.written, sub)
-	} else if !errors.Is(err, os.ErrExist) {
+	if err := w.write(h, "tree", data); err != nil {
 		return err
 	}
-	w.haveDir[sub] = true
+	if !base.IsZero() && len(data) > 1024 {
+		o := &w.pending[len(w.pending)-1]
+		o.raw, o.base = data, base
+		w.pendingBytes += len(data)
+	}
 	return nil
 }
 
-// writeFile stores the loose-object file bytes of object h (temp file and
-// rename), replacing any file there.
-func (w *objWriter) writeFile(h plumbing.Hash, file []byte) error {
-	hex := h.String()
-	sub := filepath.Join(w.dir, "objects", hex[:2])
-	if err := w.mkdir(sub); err != nil {
-		return fmt.Errorf("write object %s: %w", hex, err)
+func (w *objWriter) add(o journalObj) {
+	if w.ids[o.id] {
+		return
 	}
-	final := filepath.Join(sub, hex[2:])
-	tmp := filepath.Join(sub, "tmp_obj_"+hex[2:])
-	if err := os.WriteFile(tmp, file, 0o444); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write object %s: %w", hex, err)
+	w.ids[o.id] = true
+	w.pending = append(w.pending, o)
+	w.pendingBytes += len(o.file)
+}
+
+// drop forgets the pending objects from index first on (a failed commit's).
+func (w *objWriter) drop(first int) {
+	if len(w.pending) < first {
+		return
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write object %s: %w", hex, err)
+	for _, o := range w.pending[first:] {
+		delete(w.ids, o.id)
+		w.pendingBytes -= len(o.file) + len(o.raw)
 	}
-	w.written = append(w.written, final)
-	w.n++
+	clear(w.pending[first:])
+	w.pending = w.pending[:first]
+}
+
+// flush writes the pending objects as one pack. With direct set (every
+// pending object is in a live journal record, which replay rewrites if a
+// crash tears the pack) nothing is fsync'd (see syncObjects); otherwise
+// the pack is fsync'd before it is renamed into place, so that no torn
+// pack ever shadows objects written later.
+func (w *objWriter) flush(direct bool) error {
+	if len(w.pending) == 0 {
+		return nil
+	}
+	made, err := writePack(w.dir, deltify(w.pending, &w.buf, w.zwDelta), !direct)
+	if err != nil {
+		return err
+	}
+	w.written = append(w.written, made...)
+	w.n += len(w.pending)
+	w.packs++
+	w.pending, w.pendingBytes = nil, 0
+	clear(w.ids)
 	return nil
 }
 
@@ -274,7 +236,7 @@ func (w *objWriter) writeTrees(n *node) (*node, error) {
 	data := encodeTree(ents)
 	cp.oid = objectHash("tree", data)
 	cp.kids = kids
-	if err := w.write(cp.oid, "tree", data); err != nil {
+	if err := w.writeTree(cp.oid, data, n.prev); err != nil {
 		return nil, err
 	}
 	return &cp, nil

@@ -17,6 +17,7 @@ type node struct {
 	// zero oid means "changed since its tree was last written".
 	oid plumbing.Hash
 	// Directories only.
+	prev   plumbing.Hash                       // the last tree written, while oid is zero (a delta base)
 	marker plumbing.Hash                       // blob of the .delugefs marker (encodeManifest(e))
 	kids   *immutable.SortedMap[string, *node] // children by user name
 }

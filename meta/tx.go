@@ -294,6 +294,9 @@ func rebuild(n *node, parts []string, f func(dir *node, name string) (*node, err
 
 func withKid(dir *node, name string, c *node) *node {
 	cp := *dir
+	if !dir.oid.IsZero() {
+		cp.prev = dir.oid
+	}
 	cp.oid = plumbing.ZeroHash
 	cp.kids = dir.kids.Set(name, c)
 	return &cp
@@ -301,6 +304,9 @@ func withKid(dir *node, name string, c *node) *node {
 
 func withoutKid(dir *node, name string) *node {
 	cp := *dir
+	if !dir.oid.IsZero() {
+		cp.prev = dir.oid
+	}
 	cp.oid = plumbing.ZeroHash
 	cp.kids = dir.kids.Delete(name)
 	return &cp

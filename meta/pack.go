@@ -1,0 +1,600 @@
+package meta
+
+import (
+	"bytes"
+	"compress/zlib"
+	"crypto/sha1"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/go-git/go-git/v5/plumbing"
+)
+
+// Objects are written as git pack files: each flush writes the objects of
+// the journaled commits it makes visible as one pack (objects/pack/
+// pack-<checksum>.pack and its version-2 .idx), undeltified, instead of one
+// loose file per object (creating inodes was half of a small-file close's
+// CPU). A pack is written to a temp file, then renamed, then its index:
+// a reader that finds the index finds the whole pack. When more than
+// maxPacks packs exist, the smaller ones are merged into one (consolidate)
+// by copying their entries, so lookups stay fast.
+//
+// Crash rules: a flush's pack holds only objects of journal records that
+// are still live (direct flush) or is made durable before the branch moves
+// (slow path); a merged pack is fsync'd before the packs it replaces are
+// removed. So after a crash only packs of live records can be torn, and
+// replay (Repo.replay) checks every pack's checksums, removes the torn
+// ones, and writes the records' objects again.
+
+// maxPacks is the number of packs above which the smaller ones are merged.
+const maxPacks = 16
+
+// packEntry types (git's OBJ_*).
+const (
+	objCommit   = 1
+	objTree     = 2
+	objBlob     = 3
+	objTag      = 4
+	objOfsDelta = 6
+	objRefDelta = 7
+)
+
+func packType(typ string) byte {
+	switch typ {
+	case "commit":
+		return objCommit
+	case "tree":
+		return objTree
+	case "tag":
+		return objTag
+	}
+	return objBlob
+}
+
+// appendEntryHeader appends a pack entry's type and size header.
+func appendEntryHeader(b []byte, typ byte, size int) []byte {
+	c := typ<<4 | byte(size&0x0f)
+	size >>= 4
+	for size > 0 {
+		b = append(b, c|0x80)
+		c = byte(size & 0x7f)
+		size >>= 7
+	}
+	return append(b, c)
+}
+
+// entryHeader parses a pack entry's header: type, size, header length.
+func entryHeader(b []byte) (typ byte, size int, n int, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, 0, false
+	}
+	c := b[0]
+	typ = c >> 4 & 7
+	size = int(c & 0x0f)
+	shift := 4
+	n = 1
+	for c&0x80 != 0 {
+		if n >= len(b) || shift > 56 {
+			return 0, 0, 0, false
+		}
+		c = b[n]
+		size |= int(c&0x7f) << shift
+		shift += 7
+		n++
+	}
+	return typ, size, n, true
+}
+
+// looseToEntry converts the bytes of a loose-object file (the journal's
+// format before packs) into a pack entry.
+func looseToEntry(file []byte, zw *zlib.Writer) ([]byte, error) {
+	zr, err := zlib.NewReader(bytes.NewReader(file))
+	if err != nil {
+		return nil, fmt.Errorf("inflate loose object: %w", err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, fmt.Errorf("inflate loose object: %w", err)
+	}
+	sp := bytes.IndexByte(raw, ' ')
+	nul := bytes.IndexByte(raw, 0)
+	if sp < 0 || nul < sp {
+		return nil, errors.New("meta: bad loose object header")
+	}
+	size, err := strconv.Atoi(string(raw[sp+1 : nul]))
+	if err != nil || size != len(raw)-nul-1 {
+		return nil, errors.New("meta: bad loose object size")
+	}
+	var buf bytes.Buffer
+	return encodeEntry(&buf, zw, packType(string(raw[:sp])), raw[nul+1:])
+}
+
+// encodeEntry compresses data into a pack entry of type typ.
+func encodeEntry(buf *bytes.Buffer, zw *zlib.Writer, typ byte, data []byte) ([]byte, error) {
+	buf.Reset()
+	var hd [16]byte
+	buf.Write(appendEntryHeader(hd[:0], typ, len(data)))
+	zw.Reset(buf)
+	zw.Write(data)
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return bytes.Clone(buf.Bytes()), nil
+}
+
+// packObj is an object placed in a pack being written.
+type packObj struct {
+	id  plumbing.Hash
+	crc uint32
+	off uint64
+}
+
+// writePack writes entries (pack entries, distinct ids) as one pack and
+// its index under dir/objects/pack: temp files, then renames (pack first).
+// It returns the paths made. With sync set, both files are fsync'd before
+// they are renamed.
+func writePack(dir string, entries []journalObj, sync bool) (made []string, err error) {
+	pdir := filepath.Join(dir, "objects", "pack")
+	if err := os.MkdirAll(pdir, 0o755); err != nil {
+		return nil, fmt.Errorf("write pack: %w", err)
+	}
+	f, err := os.CreateTemp(pdir, "tmp_pack_")
+	if err != nil {
+		return nil, fmt.Errorf("write pack: %w", err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	n := 12
+	for _, e := range entries {
+		n += len(e.file)
+	}
+	b := make([]byte, 0, n+20)
+	b = append(b, "PACK"...)
+	b = binary.BigEndian.AppendUint32(b, 2)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(entries)))
+	objs := make([]packObj, len(entries))
+	for i, e := range entries {
+		objs[i] = packObj{id: e.id, crc: crc32.ChecksumIEEE(e.file), off: uint64(len(b))}
+		b = append(b, e.file...)
+	}
+	sum := sha1.Sum(b)
+	b = append(b, sum[:]...)
+	if _, err = f.Write(b); err != nil {
+		return nil, fmt.Errorf("write pack: %w", err)
+	}
+	if err = f.Chmod(0o444); err != nil {
+		return nil, fmt.Errorf("write pack: %w", err)
+	}
+	if sync {
+		if err = f.Sync(); err != nil {
+			return nil, fmt.Errorf("write pack: %w", err)
+		}
+	}
+	if err = f.Close(); err != nil {
+		return nil, fmt.Errorf("write pack: %w", err)
+	}
+	idx := encodeIdx(objs, sum)
+	base := filepath.Join(pdir, "pack-"+plumbing.Hash(sum).String())
+	itmp := base + ".idx.tmp"
+	if err = writeFileSync(itmp, idx, sync); err != nil {
+		os.Remove(itmp)
+		return nil, fmt.Errorf("write pack index: %w", err)
+	}
+	if err = os.Rename(tmp, base+".pack"); err != nil {
+		os.Remove(itmp)
+		return nil, fmt.Errorf("write pack: %w", err)
+	}
+	if err = os.Rename(itmp, base+".idx"); err != nil {
+		os.Remove(itmp)
+		os.Remove(base + ".pack")
+		return nil, fmt.Errorf("write pack index: %w", err)
+	}
+	return []string{base + ".pack", base + ".idx", pdir}, nil
+}
+
+func writeFileSync(p string, data []byte, sync bool) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o444)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil && sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// encodeIdx builds a version-2 pack index. objs is sorted in place.
+func encodeIdx(objs []packObj, packSum [20]byte) []byte {
+	slices.SortFunc(objs, func(a, b packObj) int { return bytes.Compare(a.id[:], b.id[:]) })
+	b := make([]byte, 0, 8+256*4+len(objs)*28+40)
+	b = append(b, 0xff, 't', 'O', 'c', 0, 0, 0, 2)
+	var fan [256]uint32
+	for _, o := range objs {
+		fan[o.id[0]]++
+	}
+	var c uint32
+	for i := range fan {
+		c += fan[i]
+		b = binary.BigEndian.AppendUint32(b, c)
+	}
+	for _, o := range objs {
+		b = append(b, o.id[:]...)
+	}
+	for _, o := range objs {
+		b = binary.BigEndian.AppendUint32(b, o.crc)
+	}
+	var large []uint64
+	for _, o := range objs {
+		if o.off < 1<<31 {
+			b = binary.BigEndian.AppendUint32(b, uint32(o.off))
+		} else {
+			b = binary.BigEndian.AppendUint32(b, 1<<31|uint32(len(large)))
+			large = append(large, o.off)
+		}
+	}
+	for _, off := range large {
+		b = binary.BigEndian.AppendUint64(b, off)
+	}
+	b = append(b, packSum[:]...)
+	sum := sha1.Sum(b)
+	return append(b, sum[:]...)
+}
+
+// parseIdx reads a version-2 pack index and checks its checksum; it
+// returns the objects in index (id) order and the pack's checksum.
+func parseIdx(b []byte) ([]packObj, [20]byte, error) {
+	var packSum [20]byte
+	bad := errors.New("meta: bad pack index")
+	if len(b) < 8+1024+40 || !bytes.Equal(b[:8], []byte{0xff, 't', 'O', 'c', 0, 0, 0, 2}) {
+		return nil, packSum, bad
+	}
+	if sha1.Sum(b[:len(b)-20]) != [20]byte(b[len(b)-20:]) {
+		return nil, packSum, errors.New("meta: pack index checksum mismatch")
+	}
+	n := int(binary.BigEndian.Uint32(b[8+255*4:]))
+	names := 8 + 1024
+	crcs := names + 20*n
+	offs := crcs + 4*n
+	large := offs + 4*n
+	if large+40 > len(b) {
+		return nil, packSum, bad
+	}
+	objs := make([]packObj, n)
+	for i := range objs {
+		copy(objs[i].id[:], b[names+20*i:])
+		objs[i].crc = binary.BigEndian.Uint32(b[crcs+4*i:])
+		off := binary.BigEndian.Uint32(b[offs+4*i:])
+		if off&(1<<31) == 0 {
+			objs[i].off = uint64(off)
+			continue
+		}
+		k := large + 8*int(off&^(1<<31))
+		if k+8 > len(b)-40 {
+			return nil, packSum, bad
+		}
+		objs[i].off = binary.BigEndian.Uint64(b[k:])
+	}
+	copy(packSum[:], b[len(b)-40:])
+	return objs, packSum, nil
+}
+
+// packNames lists the packs under dir/objects/pack that have an index
+// (paths without the extension).
+func packNames(dir string) ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(dir, "objects", "pack"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list packs: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".idx"); ok && strings.HasPrefix(n, "pack-") {
+			out = append(out, filepath.Join(dir, "objects", "pack", n))
+		}
+	}
+	return out, nil
+}
+
+// cleanPacks removes what a crash can leave in objects/pack: temp files
+// and packs without an index. With verify set it also checks every pack
+// against its index and checksums and removes those that fail (torn by a
+// crash: see the crash rules above).
+func cleanPacks(dir string, verify bool) error {
+	pdir := filepath.Join(dir, "objects", "pack")
+	ents, err := os.ReadDir(pdir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list packs: %w", err)
+	}
+	have := map[string]bool{}
+	for _, e := range ents {
+		have[e.Name()] = true
+	}
+	for _, e := range ents {
+		name := e.Name()
+		p := filepath.Join(pdir, name)
+		switch {
+		case strings.HasPrefix(name, "tmp_pack_") || strings.HasSuffix(name, ".idx.tmp"):
+			os.Remove(p)
+		case strings.HasSuffix(name, ".pack") && !have[strings.TrimSuffix(name, ".pack")+".idx"]:
+			os.Remove(p)
+		case verify && strings.HasSuffix(name, ".idx"):
+			base := strings.TrimSuffix(p, ".idx")
+			if _, err := readPack(base, true); err != nil {
+				if err := os.Remove(p); err != nil {
+					return fmt.Errorf("remove torn pack: %w", err)
+				}
+				os.Remove(base + ".pack")
+			}
+		}
+	}
+	return nil
+}
+
+// selfContained reports whether a pack's entries can be copied as they
+// are into another pack: no offset deltas, and the base of every
+// reference delta in the pack itself (as in every pack a flush writes).
+func selfContained(objs []journalObj) bool {
+	ids := make(map[plumbing.Hash]bool, len(objs))
+	for _, o := range objs {
+		ids[o.id] = true
+	}
+	for _, o := range objs {
+		t, _, n, ok := entryHeader(o.file)
+		if !ok || t == objOfsDelta {
+			return false
+		}
+		if t == objRefDelta && (len(o.file) < n+20 || !ids[plumbing.Hash(o.file[n:n+20])]) {
+			return false
+		}
+	}
+	return true
+}
+
+// readPack reads the pack at base (.pack and .idx) and returns its entries
+// in pack order; with verify set it checks the pack's checksum too (the
+// index's is always checked). Delta entries are returned as they are (file
+// holds the raw entry).
+func readPack(base string, verify bool) ([]journalObj, error) {
+	ib, err := os.ReadFile(base + ".idx")
+	if err != nil {
+		return nil, fmt.Errorf("read pack index: %w", err)
+	}
+	objs, sum, err := parseIdx(ib)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", base, err)
+	}
+	pb, err := os.ReadFile(base + ".pack")
+	if err != nil {
+		return nil, fmt.Errorf("read pack: %w", err)
+	}
+	if len(pb) < 32 || string(pb[:4]) != "PACK" || int(binary.BigEndian.Uint32(pb[8:12])) != len(objs) ||
+		[20]byte(pb[len(pb)-20:]) != sum || verify && sha1.Sum(pb[:len(pb)-20]) != sum {
+		return nil, fmt.Errorf("meta: pack %s does not match its index", base)
+	}
+	slices.SortFunc(objs, func(a, b packObj) int { return int(int64(a.off) - int64(b.off)) })
+	out := make([]journalObj, len(objs))
+	for i, o := range objs {
+		end := uint64(len(pb) - 20)
+		if i+1 < len(objs) {
+			end = objs[i+1].off
+		}
+		if o.off < 12 || o.off >= end || end > uint64(len(pb)-20) {
+			return nil, fmt.Errorf("meta: pack %s: bad offset", base)
+		}
+		out[i] = journalObj{id: o.id, file: pb[o.off:end]}
+	}
+	return out, nil
+}
+
+// consolidate merges the smaller packs into one when more than maxPacks
+// exist, keeping every object: the merged pack is written and fsync'd
+// (with its directory) before the packs it replaces are removed, index
+// first. Packs with delta entries (made by git gc, say) are left alone.
+func (w *objWriter) consolidate() error {
+	if w.packs <= maxPacks {
+		return nil
+	}
+	names, err := packNames(w.dir)
+	if err != nil {
+		return err
+	}
+	w.packs = len(names)
+	if len(names) <= maxPacks {
+		return nil
+	}
+	type pack struct {
+		base string
+		size int64
+	}
+	var ps []pack
+	for _, n := range names {
+		st, err := os.Stat(n + ".pack")
+		if err != nil {
+			return fmt.Errorf("consolidate packs: %w", err)
+		}
+		ps = append(ps, pack{n, st.Size()})
+	}
+	slices.SortFunc(ps, func(a, b pack) int { return int(a.size - b.size) })
+	// Geometric: merge the smallest packs up to the last one that is not
+	// at least twice the size of all the packs smaller than it, so the
+	// packs left keep doubling and each object is copied O(log n) times.
+	k, below := 0, int64(0)
+	for i, p := range ps {
+		if p.size < 2*below {
+			k = i + 1
+		}
+		below += p.size
+	}
+	k = max(k, len(ps)-maxPacks/2)
+	var (
+		take []journalObj
+		seen = map[plumbing.Hash]bool{}
+		gone []string
+	)
+	for _, p := range ps[:k] {
+		objs, err := readPack(p.base, false)
+		if err != nil {
+			return fmt.Errorf("consolidate packs: %w", err)
+		}
+		if !selfContained(objs) {
+			continue
+		}
+		for _, o := range objs {
+			if !seen[o.id] {
+				seen[o.id] = true
+				take = append(take, o)
+			}
+		}
+		gone = append(gone, p.base)
+	}
+	if len(gone) < 2 {
+		return nil
+	}
+	made, err := writePack(w.dir, take, true)
+	if err != nil {
+		return fmt.Errorf("consolidate packs: %w", err)
+	}
+	if err := syncDir(made[2]); err != nil {
+		return fmt.Errorf("consolidate packs: %w", err)
+	}
+	newBase := strings.TrimSuffix(made[0], ".pack")
+	for _, b := range gone {
+		if b == newBase {
+			continue // the same objects in the same order: the same pack
+		}
+		if err := os.Remove(b + ".idx"); err != nil {
+			return fmt.Errorf("consolidate packs: %w", err)
+		}
+		os.Remove(b + ".pack")
+	}
+	w.packs = len(ps) - len(gone) + 1
+	return nil
+}
+
+// maxDeltaDepth bounds the delta chains a flush makes (a reader applies
+// that many deltas to rebuild a tree).
+const maxDeltaDepth = 50
+
+// deltify rewrites the tree entries of objs whose base (the directory's
+// previous tree) is earlier in the same pack as REF_DELTA entries against
+// it: a commit into a large directory changes one entry of its tree, so
+// the pack holds a few dozen bytes per commit instead of the whole tree.
+// Bases always precede their deltas, so chains end.
+func deltify(objs []journalObj, buf *bytes.Buffer, zw *zlib.Writer) []journalObj {
+	var raw map[plumbing.Hash][]byte
+	var depth map[plumbing.Hash]int
+	out := objs
+	for i, o := range objs {
+		if o.raw == nil {
+			continue
+		}
+		if raw == nil {
+			raw = map[plumbing.Hash][]byte{}
+			depth = map[plumbing.Hash]int{}
+			out = slices.Clone(objs)
+		}
+		src, ok := raw[o.base]
+		raw[o.id] = o.raw
+		if !ok || depth[o.base] >= maxDeltaDepth {
+			continue
+		}
+		d := makeDelta(src, o.raw)
+		if len(d) > len(o.raw)/2 {
+			continue
+		}
+		buf.Reset()
+		var hd [16]byte
+		buf.Write(appendEntryHeader(hd[:0], objRefDelta, len(d)))
+		buf.Write(o.base[:])
+		zw.Reset(buf)
+		zw.Write(d)
+		if zw.Close() != nil {
+			continue
+		}
+		out[i] = journalObj{id: o.id, file: bytes.Clone(buf.Bytes())}
+		depth[o.id] = depth[o.base] + 1
+	}
+	return out
+}
+
+// makeDelta encodes target as a git delta against src: the common prefix
+// and suffix copied, the middle inserted.
+func makeDelta(src, dst []byte) []byte {
+	p := 0
+	for p < len(src) && p < len(dst) && src[p] == dst[p] {
+		p++
+	}
+	s := 0
+	for s < len(src)-p && s < len(dst)-p && src[len(src)-1-s] == dst[len(dst)-1-s] {
+		s++
+	}
+	d := appendVarint(nil, len(src))
+	d = appendVarint(d, len(dst))
+	d = appendCopy(d, 0, p)
+	for mid := dst[p : len(dst)-s]; len(mid) > 0; {
+		n := min(len(mid), 127)
+		d = append(d, byte(n))
+		d = append(d, mid[:n]...)
+		mid = mid[n:]
+	}
+	return appendCopy(d, len(src)-s, s)
+}
+
+func appendVarint(b []byte, n int) []byte {
+	for n >= 0x80 {
+		b = append(b, byte(n)|0x80)
+		n >>= 7
+	}
+	return append(b, byte(n))
+}
+
+// appendCopy appends copy instructions for src[off:off+n], in chunks of at
+// most 64 KiB (a size of 0x10000 is encoded as no size bytes).
+func appendCopy(b []byte, off, n int) []byte {
+	for n > 0 {
+		c := min(n, 0x10000)
+		op := byte(0x80)
+		var args []byte
+		for i := range 4 {
+			if v := byte(off >> (8 * i)); v != 0 {
+				op |= 1 << i
+				args = append(args, v)
+			}
+		}
+		if c != 0x10000 {
+			for i := range 3 {
+				if v := byte(c >> (8 * i)); v != 0 {
+					op |= 0x10 << i
+					args = append(args, v)
+				}
+			}
+		}
+		b = append(b, op)
+		b = append(b, args...)
+		off += c
+		n -= c
+	}
+	return b
+}

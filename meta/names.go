@@ -24,6 +24,17 @@ const markerName = ".delugefs"
 // The set is closed under prepending a dot, which makes escapeName (one
 // extra dot) a bijection onto its image.
 func reserved(name string) bool {
+	// Fast path (every name of a tree is checked on each commit): an
+	// ASCII name is reserved only if it starts with '.' or holds '~'
+	// (ignorable characters are not ASCII).
+	plain := true
+	for i := 0; i < len(name) && plain; i++ {
+		c := name[i]
+		plain = c < 0x80 && c != '~' && (i > 0 || c != '.')
+	}
+	if plain {
+		return false
+	}
 	s := stripIgnorable(name)
 	core := strings.TrimLeft(s, ".")
 	t := strings.ToLower(core) // ASCII letters are all that matter

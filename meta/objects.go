@@ -23,8 +23,8 @@ type objWriter struct {
 	ids          map[plumbing.Hash]bool
 	pendingBytes int
 	packs        int          // packs in objects/pack (for consolidate)
-	zw           *zlib.Writer // BestSpeed, for small objects
-	zwBig        *zlib.Writer // NoCompression, for trees and objects over bigObject
+	zw           *zlib.Writer // BestSpeed, for objects of smallObject to bigObject
+	zwBig        *zlib.Writer // NoCompression, for trees and the others
 	zwDelta      *zlib.Writer // BestSpeed, for deltas (a second one: deltify runs in flush)
 	buf          bytes.Buffer
 	n            int // objects written since the last sync (for tests and stats)
@@ -35,6 +35,11 @@ type objWriter struct {
 // little, and deflating a large directory's tree on every commit was a
 // fifth of the CPU of a small-file close. git gc compresses them later.
 const bigObject = 256 << 10
+
+// smallObject is the size below which objects are stored without
+// compression: deflate's fixed cost (Huffman tables) dominates for a
+// manifest of a few hundred bytes, and saves little.
+const smallObject = 2 << 10
 
 func newObjWriter(gitDir string) *objWriter {
 	zw, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed)
@@ -52,7 +57,7 @@ func (w *objWriter) write(h plumbing.Hash, typ string, data []byte) error {
 		return nil
 	}
 	zw := w.zw
-	if len(data) > bigObject || typ == "tree" {
+	if len(data) > bigObject || len(data) < smallObject || typ == "tree" {
 		zw = w.zwBig
 	}
 	e, err := encodeEntry(&w.buf, zw, packType(typ), data)

@@ -741,6 +741,10 @@ func (a *actor) closeConn(c *conn, err error) {
 	if c.a.closed {
 		return
 	}
+	out := 0
+	if a.pk != nil {
+		out = a.pk.Outstanding(c.id)
+	}
 	c.a.closed = true
 	c.nc.Close()
 	delete(a.conns, c.id)
@@ -753,6 +757,9 @@ func (a *actor) closeConn(c *conn, err error) {
 	if a.optimistic == c {
 		a.optimistic = nil
 	}
+	a.log.Debug("peer state at close", "peer", c.addr, "outbound", c.outbound,
+		"down", c.down.Load(), "up", c.up.Load(), "amChoking", c.choking.Load(), "peerChoking", c.a.peerChoking,
+		"amInterested", c.a.amInterested, "peerInterested", c.a.peerInterested, "outstanding", out)
 	switch {
 	case err == nil, errors.Is(err, errPeerClosed), errors.Is(err, context.Canceled), errors.Is(err, net.ErrClosed):
 		a.log.Debug("peer gone", "peer", c.addr, "err", err)

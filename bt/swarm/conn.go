@@ -273,9 +273,25 @@ type run struct {
 // readLoop reads messages until an error. Blocks are read into the slab and
 // written to the blob in runs; block events are posted to the actor after
 // the write, in one batch with the other events, in arrival order.
-func (c *conn) readLoop(ctx context.Context) error {
+//
+// Whatever ends it, the batch is handed over on the way out: the blocks
+// it claimed must reach the actor, which records them or, for a
+// connection it closed, releases their claims and asks for them again. A
+// batch dropped there kept its claims for good, and every later copy of
+// those blocks, from any peer, was skipped unread: the download stalled
+// (a duplicate connection closed by the actor while its read loop was in
+// the middle of a batch).
+func (c *conn) readLoop(ctx context.Context) (err error) {
 	ts := c.s.state.Load()
 	var b recvBatch
+	defer func() {
+		if ferr := c.flush(ts, &b); ferr != nil && err == nil {
+			err = ferr
+		}
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+	}()
 	// On a TCP socket the batch is handed over when the socket has no more
 	// data (the read would block) or the slab is full, so blocks reach the
 	// disk in large writes; on other connections, whenever the Reader's
@@ -311,12 +327,6 @@ func (c *conn) readLoop(ctx context.Context) error {
 			}
 		}
 		if err != nil {
-			if ferr := c.flush(ts, &b); ferr != nil {
-				return ferr
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
 			if errors.Is(err, io.EOF) {
 				return errPeerClosed
 			}

@@ -53,6 +53,7 @@ const (
 	fakeSilent                 // never answers requests
 	fakeBroken                 // sends a message with an unknown id
 	fakeMute                   // sends nothing after the handshake
+	fakeCutOff                 // answers its first request with the true block and, in the same write, a malformed message
 )
 
 // fakePeer is a BitTorrent peer built on bt/wire that claims to have every
@@ -61,6 +62,8 @@ type fakePeer struct {
 	ln   net.Listener
 	hash bt.InfoHash
 	mode fakeMode
+	data []byte // the blob's bytes, for fakeCutOff
+	plen int64  // its piece length
 	wg   sync.WaitGroup
 
 	mu       sync.Mutex // guards requests and conns
@@ -69,11 +72,17 @@ type fakePeer struct {
 }
 
 func newFakePeer(t *testing.T, hash bt.InfoHash, mode fakeMode) *fakePeer {
+	return newFakePeerData(t, hash, mode, nil, 0)
+}
+
+// newFakePeerData is newFakePeer with the blob's bytes, which fakeCutOff
+// serves.
+func newFakePeerData(t *testing.T, hash bt.InfoHash, mode fakeMode, data []byte, pieceLength int64) *fakePeer {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &fakePeer{ln: ln, hash: hash, mode: mode}
+	p := &fakePeer{ln: ln, hash: hash, mode: mode, data: data, plen: pieceLength}
 	p.wg.Go(p.accept)
 	t.Cleanup(func() {
 		ln.Close()
@@ -160,6 +169,18 @@ func (p *fakePeer) serve(nc net.Conn) {
 		case fakeBroken:
 			nc.Write([]byte{0, 0, 0, 3, 99, 1, 2}) // message id 99
 			continue
+		case fakeCutOff:
+			// The block, then an extension handshake that does not
+			// parse, in one write: the read loop reads both at once
+			// and fails on the second with the block in its batch.
+			off := int64(m.Index)*p.plen + int64(m.Begin)
+			pm := wire.NewPiece(m.Index, m.Begin, p.data[off:off+int64(m.Length)])
+			bad := wire.NewExtended(wire.ExtHandshakeID, []byte("not bencode"))
+			w.Queue(&pm)
+			w.Queue(&bad)
+			w.Flush()
+			io.Copy(io.Discard, nc)
+			return
 		}
 		pm := wire.NewPiece(m.Index, m.Begin, garbage[:m.Length])
 		if w.WriteMessage(&pm) != nil {

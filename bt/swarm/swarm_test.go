@@ -468,6 +468,32 @@ func TestDuplicateConnections(t *testing.T) {
 	}
 }
 
+// TestClaimsHandedOverOnError: a connection whose read loop fails with a
+// block in its batch (here a malformed message right behind it; in the
+// field, a duplicate connection the actor closed mid-batch) hands the
+// block over on its way out. The block used to keep its claim for good:
+// the seed's copy of it was skipped unread and the download stalled.
+func TestClaimsHandedOverOnError(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(1<<20, 23)
+	a := swarmtest.NewNode(t, swarm.Config{})
+	info := a.Seed(data)
+	a.Start(info)
+	cut := newFakePeerData(t, info.Hash(), fakeCutOff, data, info.PieceLength)
+	b := swarmtest.NewNode(t, swarm.Config{})
+	leech := b.Start(info)
+	leech.AddPeer(cut.Addr())
+	waitFor(t, 10*time.Second, "the cut-off peer served and gone", func() bool {
+		ps, _ := leech.Peers(context.Background())
+		return cut.Requests() > 0 && len(ps) == 0
+	})
+	leech.AddPeer(a.Addr)
+	waitDone(t, leech, 10*time.Second)
+	if got := readAll(t, leech); !bytes.Equal(got, data) {
+		t.Fatal("leech's blob differs")
+	}
+}
+
 // TestRestart stops a leech mid-transfer and runs Serve again on the same
 // Swarm (as a supervisor does), then makes a new Swarm on the same store
 // (as a restarted node does): the download resumes and completes.

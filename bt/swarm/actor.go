@@ -15,8 +15,24 @@ import (
 )
 
 // tickEvery is the period of the actor's housekeeping: rates, pipeline
-// depths, timeouts, choke rounds, reads without peers.
+// depths, timeouts, choke rounds, reads without peers, redials.
 const tickEvery = 100 * time.Millisecond
+
+// A swarm that still wants pieces and has no connection redials the
+// addresses given to AddPeer, each after a backoff that starts at
+// redialMin and doubles up to redialMax (reset once a dial succeeds). It
+// remembers at most maxKnown addresses.
+const (
+	redialMin = 500 * time.Millisecond
+	redialMax = 2 * time.Minute
+	maxKnown  = 256
+)
+
+// redialState is the backoff of one address given to AddPeer.
+type redialState struct {
+	next    time.Time // no redial before
+	backoff time.Duration
+}
 
 // actorPeer is the actor's state of one connection.
 type actorPeer struct {
@@ -54,6 +70,7 @@ type actor struct {
 	conns    map[piece.PeerID]*conn
 	addrs    map[piece.PeerID]string // every peer ever connected, for blame
 	dialing  map[string]bool
+	known    map[string]*redialState // addresses given to AddPeer, for redials
 	nextID   piece.PeerID
 	lastFrom []piece.PeerID // per piece: the last peer that sent a block of it
 
@@ -111,6 +128,7 @@ func (s *Swarm) Serve(ctx context.Context) error {
 		conns:    map[piece.PeerID]*conn{},
 		addrs:    map[piece.PeerID]string{},
 		dialing:  map[string]bool{},
+		known:    map[string]*redialState{},
 		reads:    map[piece.ReadID]*pendingRead{},
 		readers:  map[uint64]*Reader{},
 		verifyCh: make(chan int),
@@ -548,6 +566,9 @@ func (a *actor) handle(e *event, now time.Time) error {
 	case evVerified:
 		a.verified(int(e.index), e.ok, e.err)
 	case evAddPeer:
+		if a.known[e.addr] == nil && len(a.known) < maxKnown {
+			a.known[e.addr] = &redialState{backoff: redialMin}
+		}
 		a.dialPeer(e.addr, now)
 	case evRead:
 		a.addRead(e.read, now)
@@ -643,6 +664,9 @@ func dupLess(x, y [2]int) bool {
 func (a *actor) addConn(hs *handshaken, now time.Time) {
 	if hs.outbound {
 		delete(a.dialing, hs.addr)
+		if r := a.known[hs.addr]; r != nil {
+			r.backoff = redialMin
+		}
 	}
 	refuse := func(why string) {
 		a.log.Debug("connection refused", "peer", hs.addr, "why", why)
@@ -778,6 +802,10 @@ func (a *actor) dialPeer(addr string, now time.Time) {
 		}
 	}
 	a.dialing[addr] = true
+	if r := a.known[addr]; r != nil {
+		r.next = now.Add(r.backoff)
+		r.backoff = min(2*r.backoff, redialMax)
+	}
 	a.wg.Go(func() {
 		hs, err := a.s.dial(a.ctx, addr)
 		if err != nil {
@@ -932,6 +960,7 @@ func (a *actor) tick(now time.Time) {
 	for _, r := range a.reads {
 		a.checkRead(r, now)
 	}
+	a.redial(now)
 	kept := a.preReads[:0]
 	for _, r := range a.preReads {
 		if !a.checkRead(r, now) {
@@ -940,6 +969,27 @@ func (a *actor) tick(now time.Time) {
 	}
 	clear(a.preReads[len(kept):])
 	a.preReads = kept
+}
+
+// redial dials again the known addresses whose backoff has passed, while
+// the swarm wants pieces and has no connection and no dial under way: a
+// swarm whose peers all went (a stall closed the last connection, a peer
+// restarted) heals itself.
+func (a *actor) redial(now time.Time) {
+	if len(a.conns) > 0 || len(a.dialing) > 0 || (a.pk != nil && a.pk.Complete()) {
+		return
+	}
+	for addr, r := range a.known {
+		if now.Before(r.next) {
+			continue
+		}
+		if a.cfg.Bans.Banned(addr, now) {
+			delete(a.known, addr)
+			continue
+		}
+		a.log.Debug("redial", "peer", addr, "backoff", r.backoff)
+		a.dialPeer(addr, now)
+	}
 }
 
 // measure updates a connection's rates and pipeline depth and closes it

@@ -64,6 +64,11 @@
 //   - Requests the picker decides are appended to each outbox under one
 //     lock per peer per step.
 //
+// A swarm that still wants pieces and is left with no connection and no
+// dial under way redials the addresses given to AddPeer (at most 256), each
+// with a backoff from 0.5 s doubling to 2 min, reset when a dial succeeds;
+// banned addresses are forgotten.
+//
 // A piece that fails its hash is dropped and its blocks fetched again;
 // every peer that sent part of it gets a strike, and a peer with
 // Config.BanStrikes strikes and fewer verified pieces than strikes is

@@ -144,8 +144,9 @@ func (s *Swarm) Close() error {
 }
 
 // AddPeer asks the swarm to connect to addr (host:port). It does not wait;
-// a failure is logged. Calls made while Serve is not running are queued
-// for the next run.
+// a failure is logged. The swarm keeps addr and redials it with backoff
+// while it wants pieces and has no connection (see the package doc). Calls
+// made while Serve is not running are queued for the next run.
 func (s *Swarm) AddPeer(addr string) error {
 	if !s.box.post(event{kind: evAddPeer, addr: addr}) {
 		return ErrStopped

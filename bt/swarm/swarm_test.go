@@ -494,6 +494,32 @@ func TestClaimsHandedOverOnError(t *testing.T) {
 	}
 }
 
+// TestRedial: a leech whose only peer could not be reached dials it again
+// (with backoff) until it can, and completes.
+func TestRedial(t *testing.T) {
+	swarmtest.CheckLeaks(t)
+	data := swarmtest.RandomData(1<<20, 24)
+	a := swarmtest.NewNode(t, swarm.Config{})
+	info := a.Seed(data) // no swarm yet: its listener refuses the info-hash
+	rec := &logRecorder{}
+	b := swarmtest.NewNode(t, swarm.Config{Logger: slog.New(rec)})
+	leech := b.Start(info)
+	leech.AddPeer(a.Addr)
+	waitFor(t, 10*time.Second, "the first dial to fail", func() bool {
+		for _, l := range rec.Lines() {
+			if strings.Contains(l, "dial failed") && strings.Contains(l, a.Addr) {
+				return true
+			}
+		}
+		return false
+	})
+	a.Start(info)
+	waitDone(t, leech, 10*time.Second)
+	if got := readAll(t, leech); !bytes.Equal(got, data) {
+		t.Fatal("leech's blob differs")
+	}
+}
+
 // TestRestart stops a leech mid-transfer and runs Serve again on the same
 // Swarm (as a supervisor does), then makes a new Swarm on the same store
 // (as a restarted node does): the download resumes and completes.

@@ -46,11 +46,13 @@
 //
 // Objects are written as packs, never as loose files: each flush writes
 // one pack (objects/pack/pack-<checksum>.pack and its version-2 .idx;
-// temp file, rename, then the index). Trees are stored uncompressed, and
-// a directory's tree whose previous version is in the same pack is stored
-// as a reference delta against it (chains of at most 50), so a commit into
-// a directory of thousands of entries adds a few dozen bytes to the pack,
-// not the whole tree. When more than 16 packs exist the flush merges the
+// temp file, rename, then the index). Trees and objects under 2 KiB are
+// stored uncompressed, and a directory's tree whose previous version was
+// written since the last flush is stored as a reference delta against it
+// (chains of at most 50), so a commit into a directory of thousands of
+// entries puts a few dozen bytes into the journal record and the pack,
+// not the whole tree (replay puts every live record's objects into one
+// pack, which thus holds every base). When more than 16 packs exist the flush merges the
 // smaller ones (geometric: the packs left keep doubling in size), copying
 // entries as they are, fsyncing the merged pack before it removes the old
 // ones; packs that are not self-contained (git gc's offset deltas) are

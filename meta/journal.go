@@ -42,8 +42,10 @@ import (
 // 4096: magic u32, epoch u64, payload length u32, CRC-32C u32 of (epoch,
 // length, payload), payload. Payload: commit id (20 bytes), then per object
 // its id (20 bytes), length u32, and its pack entry (type and size header,
-// zlib data; records of magic recordMagic and recordMagicBlobs, written
-// before packs, hold loose-object file bytes instead).
+// zlib data; a large tree may be a reference delta against a tree of an
+// earlier object of the same or an earlier live record, see
+// objWriter.writeTree; records of magic recordMagic and recordMagicBlobs,
+// written before packs, hold loose-object file bytes instead).
 // A record that carries blobs (Tx.AttachBlob) has the magic recordMagicPackBlobs
 // and, after the commit id, a blob count u32 and per blob the info
 // dictionary's length u32 and bencoding, the data's length u32 and the
@@ -146,11 +148,6 @@ type journalObj struct {
 	// loose is set for objects of records written before packs: file
 	// then holds loose-object file contents.
 	loose bool
-	// raw and base are set for trees being written (never journaled):
-	// the tree's data and the directory's previous tree, a delta base
-	// (see deltify).
-	raw  []byte
-	base plumbing.Hash
 }
 
 // records returns the valid records of the current epoch, in order.

@@ -19,13 +19,16 @@ type objWriter struct {
 	// (compressed) but not yet written: they go into the commit's journal
 	// record first, then into a pack (flush) after the callers are
 	// answered, off the latency path. ids holds their ids.
-	pending      []journalObj
-	ids          map[plumbing.Hash]bool
+	pending []journalObj
+	ids     map[plumbing.Hash]bool
+	// raws holds the data of the large pending trees (delta bases for
+	// writeTree) and depth the length of their delta chains.
+	raws         map[plumbing.Hash][]byte
+	depth        map[plumbing.Hash]int
 	pendingBytes int
 	packs        int          // packs in objects/pack (for consolidate)
 	zw           *zlib.Writer // BestSpeed, for objects of smallObject to bigObject
 	zwBig        *zlib.Writer // NoCompression, for trees and the others
-	zwDelta      *zlib.Writer // BestSpeed, for deltas (a second one: deltify runs in flush)
 	buf          bytes.Buffer
 	n            int // objects written since the last sync (for tests and stats)
 }
@@ -44,8 +47,8 @@ const smallObject = 2 << 10
 func newObjWriter(gitDir string) *objWriter {
 	zw, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed)
 	zwBig, _ := zlib.NewWriterLevel(nil, zlib.NoCompression)
-	zwDelta, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed)
-	return &objWriter{dir: gitDir, ids: make(map[plumbing.Hash]bool), zw: zw, zwBig: zwBig, zwDelta: zwDelta}
+	return &objWriter{dir: gitDir, ids: make(map[plumbing.Hash]bool), raws: make(map[plumbing.Hash][]byte),
+		depth: make(map[plumbing.Hash]int), zw: zw, zwBig: zwBig}
 }
 
 // write makes data a pending object of the given type unless an object
@@ -69,19 +72,40 @@ func (w *objWriter) write(h plumbing.Hash, typ string, data []byte) error {
 }
 
 // writeTree is write for a tree whose directory's previous tree was base
-// (zero if none): the pack may store it as a delta against base.
+// (zero if none). When base is pending too (written since the last flush,
+// so in the same pack, and in this or an earlier live journal record) and
+// the chain through it is short, the tree is stored as a reference delta
+// against it: a commit into a directory of thousands of entries then
+// journals and packs a few dozen bytes, not the whole tree.
 func (w *objWriter) writeTree(h plumbing.Hash, data []byte, base plumbing.Hash) error {
 	if w.ids[h] {
 		return nil
 	}
+	if len(data) < 1024 {
+		return w.write(h, "tree", data)
+	}
+	if src, ok := w.raws[base]; ok && w.depth[base] < maxDeltaDepth {
+		if d := makeDelta(src, data); len(d) <= len(data)/2 {
+			w.buf.Reset()
+			var hd [16]byte
+			w.buf.Write(appendEntryHeader(hd[:0], objRefDelta, len(d)))
+			w.buf.Write(base[:])
+			w.zw.Reset(&w.buf)
+			w.zw.Write(d)
+			if err := w.zw.Close(); err != nil {
+				return fmt.Errorf("compress object %s: %w", h, err)
+			}
+			w.add(journalObj{id: h, file: bytes.Clone(w.buf.Bytes())})
+			w.raws[h], w.depth[h] = data, w.depth[base]+1
+			w.pendingBytes += len(data)
+			return nil
+		}
+	}
 	if err := w.write(h, "tree", data); err != nil {
 		return err
 	}
-	if !base.IsZero() && len(data) > 1024 {
-		o := &w.pending[len(w.pending)-1]
-		o.raw, o.base = data, base
-		w.pendingBytes += len(data)
-	}
+	w.raws[h], w.depth[h] = data, 0
+	w.pendingBytes += len(data)
 	return nil
 }
 
@@ -101,7 +125,9 @@ func (w *objWriter) drop(first int) {
 	}
 	for _, o := range w.pending[first:] {
 		delete(w.ids, o.id)
-		w.pendingBytes -= len(o.file) + len(o.raw)
+		w.pendingBytes -= len(o.file) + len(w.raws[o.id])
+		delete(w.raws, o.id)
+		delete(w.depth, o.id)
 	}
 	clear(w.pending[first:])
 	w.pending = w.pending[:first]
@@ -116,7 +142,7 @@ func (w *objWriter) flush(direct bool) error {
 	if len(w.pending) == 0 {
 		return nil
 	}
-	made, err := writePack(w.dir, deltify(w.pending, &w.buf, w.zwDelta), !direct)
+	made, err := writePack(w.dir, w.pending, !direct)
 	if err != nil {
 		return err
 	}
@@ -125,6 +151,8 @@ func (w *objWriter) flush(direct bool) error {
 	w.packs++
 	w.pending, w.pendingBytes = nil, 0
 	clear(w.ids)
+	clear(w.raws)
+	clear(w.depth)
 	return nil
 }
 

@@ -493,51 +493,9 @@ func (w *objWriter) consolidate() error {
 	return nil
 }
 
-// maxDeltaDepth bounds the delta chains a flush makes (a reader applies
+// maxDeltaDepth bounds the delta chains writeTree makes (a reader applies
 // that many deltas to rebuild a tree).
 const maxDeltaDepth = 50
-
-// deltify rewrites the tree entries of objs whose base (the directory's
-// previous tree) is earlier in the same pack as REF_DELTA entries against
-// it: a commit into a large directory changes one entry of its tree, so
-// the pack holds a few dozen bytes per commit instead of the whole tree.
-// Bases always precede their deltas, so chains end.
-func deltify(objs []journalObj, buf *bytes.Buffer, zw *zlib.Writer) []journalObj {
-	var raw map[plumbing.Hash][]byte
-	var depth map[plumbing.Hash]int
-	out := objs
-	for i, o := range objs {
-		if o.raw == nil {
-			continue
-		}
-		if raw == nil {
-			raw = map[plumbing.Hash][]byte{}
-			depth = map[plumbing.Hash]int{}
-			out = slices.Clone(objs)
-		}
-		src, ok := raw[o.base]
-		raw[o.id] = o.raw
-		if !ok || depth[o.base] >= maxDeltaDepth {
-			continue
-		}
-		d := makeDelta(src, o.raw)
-		if len(d) > len(o.raw)/2 {
-			continue
-		}
-		buf.Reset()
-		var hd [16]byte
-		buf.Write(appendEntryHeader(hd[:0], objRefDelta, len(d)))
-		buf.Write(o.base[:])
-		zw.Reset(buf)
-		zw.Write(d)
-		if zw.Close() != nil {
-			continue
-		}
-		out[i] = journalObj{id: o.id, file: bytes.Clone(buf.Bytes())}
-		depth[o.id] = depth[o.base] + 1
-	}
-	return out
-}
 
 // makeDelta encodes target as a git delta against src: the common prefix
 // and suffix copied, the middle inserted.
@@ -597,4 +555,67 @@ func appendCopy(b []byte, off, n int) []byte {
 		n -= c
 	}
 	return b
+}
+
+// applyDelta rebuilds a delta's target from its base.
+func applyDelta(src, d []byte) ([]byte, error) {
+	bad := errors.New("meta: bad delta")
+	varint := func() (int, bool) {
+		n, shift := 0, 0
+		for len(d) > 0 && shift < 63 {
+			c := d[0]
+			d = d[1:]
+			n |= int(c&0x7f) << shift
+			shift += 7
+			if c&0x80 == 0 {
+				return n, true
+			}
+		}
+		return 0, false
+	}
+	ss, ok1 := varint()
+	ts, ok2 := varint()
+	if !ok1 || !ok2 || ss != len(src) || ts > 1<<30 {
+		return nil, bad
+	}
+	out := make([]byte, 0, ts)
+	for len(d) > 0 {
+		op := d[0]
+		d = d[1:]
+		if op&0x80 == 0 {
+			n := int(op)
+			if n == 0 || n > len(d) {
+				return nil, bad
+			}
+			out = append(out, d[:n]...)
+			d = d[n:]
+			continue
+		}
+		var off, size int
+		for i := range 7 {
+			if op&(1<<i) == 0 {
+				continue
+			}
+			if len(d) == 0 {
+				return nil, bad
+			}
+			if i < 4 {
+				off |= int(d[0]) << (8 * i)
+			} else {
+				size |= int(d[0]) << (8 * (i - 4))
+			}
+			d = d[1:]
+		}
+		if size == 0 {
+			size = 0x10000
+		}
+		if off+size > len(src) {
+			return nil, bad
+		}
+		out = append(out, src[off:off+size]...)
+	}
+	if len(out) != ts {
+		return nil, bad
+	}
+	return out, nil
 }

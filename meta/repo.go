@@ -1,6 +1,8 @@
 package meta
 
 import (
+	"bytes"
+	"compress/zlib"
 	"context"
 	"errors"
 	"fmt"
@@ -518,12 +520,58 @@ func (r *Repo) replay() error {
 	if err := cleanPacks(r.gitDir, true); err != nil {
 		return err
 	}
+	// A pack holds the bases of its deltas; a delta whose base is in no
+	// replayed record (never the case for records this version writes)
+	// is stored whole.
+	for i, o := range r.w.pending {
+		t, _, n, ok := entryHeader(o.file)
+		if !ok || t != objRefDelta || len(o.file) < n+20 || r.w.ids[plumbing.Hash(o.file[n:n+20])] {
+			continue
+		}
+		full, err := r.undelta(plumbing.Hash(o.file[n:n+20]), o.file[n+20:])
+		if err != nil {
+			return fmt.Errorf("replay object %s: %w", o.id, err)
+		}
+		r.w.pending[i].file = full
+	}
 	if err := r.w.flush(false); err != nil {
 		return err
 	}
 	head := recs[len(recs)-1].head
 	r.log.Info("meta: replayed commit journal", "records", len(recs), "head", head)
 	return r.durableRef(head)
+}
+
+// undelta rebuilds the pack entry of a reference delta (zdelta, the
+// compressed delta) against base, read from the repository.
+func (r *Repo) undelta(base plumbing.Hash, zdelta []byte) ([]byte, error) {
+	zr, err := zlib.NewReader(bytes.NewReader(zdelta))
+	if err != nil {
+		return nil, err
+	}
+	d, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, err
+	}
+	bo, err := r.store.EncodedObject(plumbing.AnyObject, base)
+	if err != nil {
+		return nil, fmt.Errorf("read delta base %s: %w", base, err)
+	}
+	rd, err := bo.Reader()
+	if err != nil {
+		return nil, err
+	}
+	src, err := io.ReadAll(rd)
+	rd.Close()
+	if err != nil {
+		return nil, err
+	}
+	data, err := applyDelta(src, d)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	return encodeEntry(&buf, r.w.zwBig, byte(bo.Type()), data)
 }
 
 // AttachesBlobs reports whether Tx.AttachBlob works in this Repo's

@@ -166,10 +166,9 @@ func (f *FS) Readdir(path string, fill func(name string, stat *fuse.Stat_t, ofst
 			return -fuse.ENOENT
 		}
 	}
-	self, _ := f.lookup(p)
-	var st fuse.Stat_t
-	fillStat(&st, self)
-	if !fill(".", &st, 0) || !fill("..", nil, 0) {
+	// "." and ".." go without attributes: with readdirplus, libfuse3 drops
+	// a "." that carries a stat, and the kernel asks getattr for both anyway.
+	if !fill(".", nil, 0) || !fill("..", nil, 0) {
 		return 0
 	}
 	prefix := p + "/"

@@ -166,8 +166,9 @@ func (f *FS) Readdir(path string, fill func(name string, stat *fuse.Stat_t, ofst
 			return -fuse.ENOENT
 		}
 	}
-	// "." and ".." go without attributes: with readdirplus, libfuse3 drops
-	// a "." that carries a stat, and the kernel asks getattr for both anyway.
+	// "." and ".." go without attributes (the kernel asks getattr for both
+	// anyway): a "." carrying the directory's stat went missing from
+	// getdents on a mounted volume, cause not pinned down.
 	if !fill(".", nil, 0) || !fill("..", nil, 0) {
 		return 0
 	}

@@ -40,9 +40,10 @@
 // record to ROOT/meta.git/delugefs.journal, a pre-filled file, and the
 // record is fdatasync'd. Then the new Snapshot is published and the callers
 // are answered. The objects and the branch ref are written
-// later, without any fsync, Options.FlushDelay (10ms) after the first
-// batch that left them waiting, when 20,000 objects or 32 MiB wait, on Sync,
-// and when Serve stops.
+// later, without any fsync, once the actor has been idle for
+// Options.FlushDelay (10ms) but at most 10 FlushDelays after the first
+// batch that left them waiting, when 20,000 objects or 32 MiB wait, on
+// Sync, and when Serve stops.
 //
 // Objects are written as packs, never as loose files: each flush writes
 // one pack (objects/pack/pack-<checksum>.pack and its version-2 .idx;
@@ -84,7 +85,7 @@
 // the last commit) and goes into the next batch's commit, so a create and
 // the write that follows it become one commit and one barrier. A durable
 // Update (even one that changes nothing) makes every update before it
-// durable; so do Sync, Close, and the flush FlushDelay after the batch
+// durable; so do Sync, Close, and the next flush (see above),
 // (which commits waiting lazy updates, writes their journal record without
 // a barrier, then fdatasyncs the journal). Records are replayed in order
 // and a replay stops at the first one that fails its check, so a crash
@@ -108,7 +109,7 @@
 // Off Linux there is no syncfs, so AttachesBlobs is false there.
 //
 // So stock git and go-git readers of the repository (git log, git show,
-// peers' fetches) may see the branch up to FlushDelay behind the last
+// peers' fetches) may see the branch up to 10 FlushDelays behind the last
 // acknowledged commit; Repo.Sync waits until they see it, and Watch fires
 // after the flush, when a fetch can find the commit.
 //

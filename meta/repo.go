@@ -50,9 +50,10 @@ type Options struct {
 	// pays a syncfs and a directory fsync instead of one fdatasync.
 	JournalSize int64
 	// FlushDelay is how long the actor waits idle before it writes the
-	// loose objects of journaled commits and moves the branch (what git
+	// objects of journaled commits and moves the branch (what git
 	// readers and Watch see), making lazy updates durable first; 0 means
-	// 10ms.
+	// 10ms. Under a steady stream of updates it writes them at least every
+	// 10 FlushDelays.
 	FlushDelay time.Duration
 	// RestoreBlob writes a blob attached to a commit (Tx.AttachBlob) back
 	// into the blob store when Open replays the journal after a crash; it
@@ -643,7 +644,34 @@ func (r *Repo) Sync(ctx context.Context) error {
 // when ctx ends or the Repo is closed.
 func (r *Repo) Serve(ctx context.Context) error {
 	batch := make([]*request, 0, r.opts.MaxBatch)
-	var flushC <-chan time.Time // armed while objects wait to be written
+	// The flush timer is armed while objects wait to be written: it fires
+	// once the actor has been idle for FlushDelay, but at most
+	// flushLag·FlushDelay after the first batch that left something
+	// waiting (dirty), so that a steady stream of commits makes one pack
+	// per flushLag·FlushDelay rather than one per FlushDelay.
+	var (
+		flushC <-chan time.Time
+		timer  *time.Timer
+		dirty  time.Time
+	)
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	arm := func() {
+		now := time.Now()
+		if flushC == nil {
+			dirty = now
+		}
+		d := min(r.opts.FlushDelay, dirty.Add(flushLag*r.opts.FlushDelay).Sub(now))
+		if timer == nil {
+			timer = time.NewTimer(d)
+		} else {
+			timer.Reset(d)
+		}
+		flushC = timer.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -669,7 +697,7 @@ func (r *Repo) Serve(ctx context.Context) error {
 				// close after a create commits it with the contents.
 				r.flushAndNotify(false)
 				if r.unflushed() {
-					flushC = time.After(r.opts.FlushDelay)
+					arm()
 				}
 			}
 			r.serveMu.Unlock()
@@ -697,11 +725,18 @@ func (r *Repo) Serve(ctx context.Context) error {
 			clear(batch[n:])
 			batch = batch[:n]
 		}
-		if flushC == nil && r.unflushed() {
-			flushC = time.After(r.opts.FlushDelay)
+		if r.unflushed() {
+			arm()
+		} else if flushC != nil {
+			timer.Stop()
+			flushC = nil
 		}
 	}
 }
+
+// flushLag bounds, in FlushDelays, how long objects wait to be written
+// while the actor is never idle for a FlushDelay.
+const flushLag = 10
 
 // runBatch applies, commits and answers one batch, or the part of it
 // that fits the bound on attached blobs, and returns the rest. It returns

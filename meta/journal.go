@@ -17,17 +17,19 @@ import (
 // The journal makes a commit durable with one fdatasync of one
 // pre-allocated file instead of a syncfs or an fsync per object file.
 //
-// Each commit appends a record holding the new branch value and the bytes
-// of every loose object the commit wrote, and fdatasyncs the journal; the
-// loose objects and the ref are written normally, without any fsync. The
-// journal is zero-filled when made, so appending changes no file metadata
-// and fdatasync costs one data write and one cache flush. When the journal
-// is full (or a commit is larger than it) a checkpoint syncfs's the
-// repository's filesystem, which makes every loose object and the ref
-// durable, and starts a new epoch: records of older epochs are dead.
+// Each commit appends a record holding the new branch value and the pack
+// entries of every object the commit wrote, and fdatasyncs the journal;
+// the objects (one pack per flush, pack.go) and the ref are written later,
+// without any fsync. The journal is zero-filled when made, so appending
+// changes no file metadata and fdatasync costs one data write and one
+// cache flush. When the journal is full (or a commit is larger than it) a
+// checkpoint syncfs's the repository's filesystem, which makes every pack
+// and the ref durable, and starts a new epoch: records of older epochs are
+// dead.
 //
-// Open replays the records of the current epoch: it rewrites their objects,
-// points the branch at the last record's commit, and checkpoints. A torn
+// Open replays the records of the current epoch: it drops torn packs,
+// writes the records' objects as one pack, points the branch at the last
+// record's commit, and checkpoints. A torn
 // record (crash during the append) fails its CRC and ends the replay; its
 // commit was never acknowledged.
 //

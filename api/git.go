@@ -364,8 +364,16 @@ func (s *Server) handleUploadPack(w http.ResponseWriter, r *http.Request, v *vol
 
 	for _, want := range req.wants {
 		if _, err := sto.EncodedObject(plumbing.CommitObject, want); err != nil {
-			pkt.Encodef("ERR upload-pack: not our ref %s\n", want)
-			return
+			// The namespace writer may have rewritten packs between the ref
+			// advertisement (the previous request) and this one: look again
+			// in a fresh view of the repository before refusing.
+			fresh := filesystem.NewStorage(osfs.New(v.GitDir), cache.NewObjectLRU(4<<20))
+			if _, err := fresh.EncodedObject(plumbing.CommitObject, want); err != nil {
+				s.log.Debug("api: upload-pack: unknown want", "want", want, "err", err)
+				pkt.Encodef("ERR upload-pack: not our ref %s\n", want)
+				return
+			}
+			sto = fresh
 		}
 	}
 	// Negotiation (upload-pack.c, stateless): acknowledge the haves we hold.

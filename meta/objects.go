@@ -5,6 +5,7 @@ import (
 	"compress/zlib"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -26,11 +27,15 @@ type objWriter struct {
 	raws         map[plumbing.Hash][]byte
 	depth        map[plumbing.Hash]int
 	pendingBytes int
-	packs        int          // packs in objects/pack (for consolidate)
-	zw           *zlib.Writer // BestSpeed, for objects of smallObject to bigObject
-	zwBig        *zlib.Writer // NoCompression, for trees and the others
-	buf          bytes.Buffer
-	n            int // objects written since the last sync (for tests and stats)
+	packs        int // packs in objects/pack (for consolidate)
+	// retired holds the packs a consolidation replaced, by base name, with
+	// when: they stay on disk for retireAfter, so a reader (the API's
+	// upload-pack) that listed the packs just before still finds them.
+	retired map[string]time.Time
+	zw      *zlib.Writer // BestSpeed, for objects of smallObject to bigObject
+	zwBig   *zlib.Writer // NoCompression, for trees and the others
+	buf     bytes.Buffer
+	n       int // objects written since the last sync (for tests and stats)
 }
 
 // bigObject is the size above which objects are stored without

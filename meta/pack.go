@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
 )
@@ -413,12 +414,19 @@ func readPack(base string, verify bool) ([]journalObj, error) {
 // (with its directory) before the packs it replaces are removed, index
 // first. Packs with delta entries (made by git gc, say) are left alone.
 func (w *objWriter) consolidate() error {
+	w.dropRetired(time.Now())
 	if w.packs <= maxPacks {
 		return nil
 	}
-	names, err := packNames(w.dir)
+	all, err := packNames(w.dir)
 	if err != nil {
 		return err
+	}
+	var names []string
+	for _, n := range all {
+		if _, old := w.retired[n]; !old {
+			names = append(names, n)
+		}
 	}
 	w.packs = len(names)
 	if len(names) <= maxPacks {
@@ -480,17 +488,36 @@ func (w *objWriter) consolidate() error {
 		return fmt.Errorf("consolidate packs: %w", err)
 	}
 	newBase := strings.TrimSuffix(made[0], ".pack")
+	if w.retired == nil {
+		w.retired = map[string]time.Time{}
+	}
 	for _, b := range gone {
 		if b == newBase {
 			continue // the same objects in the same order: the same pack
 		}
-		if err := os.Remove(b + ".idx"); err != nil {
-			return fmt.Errorf("consolidate packs: %w", err)
-		}
-		os.Remove(b + ".pack")
+		w.retired[b] = time.Now()
 	}
 	w.packs = len(ps) - len(gone) + 1
 	return nil
+}
+
+// retireAfter is how long a pack replaced by a consolidation stays on disk
+// for readers that listed the packs before it (a stateless git fetch reads
+// the refs in one request and the objects in the next).
+const retireAfter = 30 * time.Second
+
+// dropRetired removes the replaced packs older than retireAfter, index
+// first. A crash before it leaves duplicates the next consolidation merges.
+func (w *objWriter) dropRetired(now time.Time) {
+	for b, when := range w.retired {
+		if now.Sub(when) < retireAfter {
+			continue
+		}
+		if err := os.Remove(b + ".idx"); err == nil || os.IsNotExist(err) {
+			os.Remove(b + ".pack")
+			delete(w.retired, b)
+		}
+	}
 }
 
 // maxDeltaDepth bounds the delta chains writeTree makes (a reader applies

@@ -14,10 +14,10 @@
 // file system at dir is an error wrapping mount.ErrBusy. In a supervision
 // tree use Service, whose Serve mounts until its context ends.
 //
-// Build with -tags fuse3 on Linux (cgofuse then compiles against
-// /usr/include/fuse3 with FUSE_USE_VERSION 39 and dlopens libfuse3.so.3;
-// without the tag it wants the libfuse2 headers). CGO_ENABLED=0 builds for
-// Windows (WinFsp) need no tag.
+// On Linux the patched cgofuse in third_party/cgofuse always compiles
+// against /usr/include/fuse3 (FUSE_USE_VERSION 39) and dlopens
+// libfuse3.so.3: no build tags. CGO_ENABLED=0 builds for Windows (WinFsp)
+// need nothing either.
 //
 // # Structure
 //

@@ -8,5 +8,5 @@
 //
 //	m, err := mount.Mount(dir, passthrough.New(src, true), mount.Options{ReaddirPlus: true})
 //
-// Linux only; build with -tags fuse3.
+// Linux only (libfuse3).
 package passthrough

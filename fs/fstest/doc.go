@@ -9,5 +9,5 @@
 //	n.Stop()                                           // unmount early (e.g. to remount the root)
 //
 // Mount mounts any cgofuse file system (the passthrough reference, say).
-// Linux; build with -tags fuse3.
+// Linux (libfuse3).
 package fstest

@@ -17,10 +17,9 @@
 //
 // # Build
 //
-// On Linux cgofuse selects libfuse3 with the build tag fuse3
-// (`go build -tags fuse3`, `go test -tags fuse3`); without it cgofuse looks
-// for the libfuse2 headers in /usr/include/fuse. The host loads libfuse3.so.3
-// with dlopen at the first mount.
+// On Linux the patched cgofuse (third_party/cgofuse) always builds against
+// libfuse3, no build tags needed. The host loads libfuse3.so.3 with dlopen
+// at the first mount.
 //
 // # cgofuse and libfuse3 behaviour worth knowing
 //

@@ -7,7 +7,7 @@ BIN     := bin/delugefs
 VOLUME  ?= default
 ROOT    ?= var/$(VOLUME)
 MOUNT   ?= mnt
-FUZZTIME ?= 5s
+FUZZTIME ?= 30000x
 
 .PHONY: all build run test bench deps test-deps vet fmt-check cross fuzz clean
 

@@ -208,8 +208,12 @@ func btSeed(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "seeding:   %s (%d bytes, verified)\nlistening: %s\ninfo-hash: %s\nmagnet:    %s\n",
-		*data, mi.Info.Length, s.Addr(), mi.Info.Hash(), s.Magnet())
+	checked := "verified"
+	if *noVerify {
+		checked = "not verified: --no-verify"
+	}
+	fmt.Fprintf(stdout, "seeding:   %s (%d bytes, %s)\nlistening: %s\ninfo-hash: %s\nmagnet:    %s\n",
+		*data, mi.Info.Length, checked, s.Addr(), mi.Info.Hash(), s.Magnet())
 	if f, ok := stdout.(*os.File); ok {
 		f.Sync()
 	}

@@ -16,8 +16,33 @@ import (
 // Registry maps info-hashes to the swarms a node runs, so its Listener can
 // route inbound connections. It is safe for concurrent use.
 type Registry struct {
-	mu sync.RWMutex // guards m
-	m  map[bt.InfoHash]*Swarm
+	mu      sync.RWMutex // guards m and resolve
+	m       map[bt.InfoHash]*Swarm
+	resolve func(bt.InfoHash) *Swarm
+}
+
+// SetResolver sets the function the Listener asks for a swarm when an
+// inbound connection names an info-hash with none registered: a node
+// seeds a complete blob on demand instead of running a swarm for every
+// blob it holds. fn runs on the connection's goroutine, must be safe for
+// concurrent use, and returns nil when the node does not serve h (the
+// connection is then closed); it registers the swarm it returns.
+func (r *Registry) SetResolver(fn func(bt.InfoHash) *Swarm) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.resolve = fn
+}
+
+// Resolve returns the swarm of h, asking the resolver when none is
+// registered; nil when there is none.
+func (r *Registry) Resolve(h bt.InfoHash) *Swarm {
+	r.mu.RLock()
+	s, fn := r.m[h], r.resolve
+	r.mu.RUnlock()
+	if s != nil || fn == nil {
+		return s
+	}
+	return fn(h)
 }
 
 // NewRegistry returns an empty registry.
@@ -123,7 +148,7 @@ func (l *Listener) route(ctx context.Context, nc net.Conn) {
 		nc.Close()
 		return
 	}
-	s := l.reg.Get(h)
+	s := l.reg.Resolve(h)
 	if s == nil {
 		l.log.Debug("inbound for unknown info-hash", "peer", nc.RemoteAddr(), "infohash", h)
 		nc.Close()

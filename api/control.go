@@ -115,6 +115,10 @@ type Disk struct {
 	Root  string `json:"root,omitempty"`
 	Total uint64 `json:"total"`
 	Free  uint64 `json:"free"`
+	// BT is the node's BitTorrent listen address (host:port, the host
+	// empty when it listens on every address): peers given by hand learn
+	// where to fetch blobs from it.
+	BT string `json:"bt,omitempty"`
 }
 
 // StatusReport is the answer of GET /status: every volume the caller's

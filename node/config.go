@@ -27,6 +27,7 @@ var (
 	ErrBadID      = errors.New("node: invalid volume id")
 	ErrLocked     = errors.New("node: root is in use by another process")
 	ErrNewVersion = errors.New("node: root was written by a newer DelugeFS")
+	ErrBadKey     = errors.New("node: bad volume key")
 )
 
 var volumeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -80,15 +81,24 @@ func CreateConfig(root, volumeID string) (*Config, error) {
 	return c, writeConfig(root, c)
 }
 
-// JoinConfig makes a new node of an existing volume in root, given the
-// volume's key (from a peer, in a later issue).
+// JoinConfig makes a new node of an existing volume in root, which must be
+// missing or empty, given the volume's key.
 func JoinConfig(root, volumeID, volumeKey string) (*Config, error) {
+	if k, err := base64.StdEncoding.DecodeString(volumeKey); err != nil || len(k) < 16 {
+		return nil, fmt.Errorf("%w: the volume key must be the base64 volume_key of another node's %s", ErrBadKey, ConfigFile)
+	}
 	c, err := CreateConfig(root, volumeID)
 	if err != nil {
 		return nil, err
 	}
 	c.VolumeKey = volumeKey
 	return c, writeConfig(root, c)
+}
+
+// HasConfig reports whether root holds a node (a node.json).
+func HasConfig(root string) bool {
+	_, err := os.Stat(filepath.Join(root, ConfigFile))
+	return err == nil
 }
 
 // LoadConfig reads root's identity and checks it belongs to volumeID (any

@@ -32,6 +32,11 @@ type Node struct {
 type Options struct {
 	// Create makes a new volume in an empty or missing root.
 	Create bool
+	// JoinKey, when set and root holds no node yet (missing or empty),
+	// makes a new node of an existing volume there with this volume key
+	// (base64, from another node's node.json). Its namespace starts empty
+	// and is filled by the first sync with a peer.
+	JoinKey string
 	// Log receives the node's events; nil means slog.Default().
 	Log *slog.Logger
 	// Swarms configure the node's BitTorrent side.
@@ -53,6 +58,8 @@ func Open(root, volumeID string, opts Options) (*Node, error) {
 	var cfg *Config
 	if opts.Create {
 		cfg, err = CreateConfig(root, volumeID)
+	} else if opts.JoinKey != "" && !HasConfig(root) {
+		cfg, err = JoinConfig(root, volumeID, opts.JoinKey)
 	} else {
 		if fi, serr := os.Stat(root); serr != nil || !fi.IsDir() {
 			return nil, fmt.Errorf("%w: %s does not exist (use --create to make a new volume there)", ErrNotVolume, root)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,6 +121,15 @@ func (s *Swarms) Ensure(info *bt.Info) (*swarm.Swarm, error) {
 			return sw, nil
 		}
 	}
+	if !s.store.Has(h) {
+		// Another disk of this process may run the blob's swarm or hold
+		// it complete (the registry's resolver then starts that node's
+		// seed): the registry holds one swarm per blob per process, and
+		// reading through a sibling's seed is a pread on its disk.
+		if sw := s.reg.Resolve(h); sw != nil {
+			return sw, nil
+		}
+	}
 	sw, err := swarm.New(info, s.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("node: swarm %s: %w", h, err)
@@ -146,3 +156,21 @@ func (s *Swarms) ReadAt(ctx context.Context, info *bt.Info, p []byte, off int64)
 
 // Len returns the number of running swarms.
 func (s *Swarms) Len() int { return s.kids.Len() }
+
+// Active returns the node's running swarms.
+func (s *Swarms) Active() []*swarm.Swarm {
+	var out []*swarm.Swarm
+	for _, h := range s.kids.Keys() {
+		if sw := s.reg.Get(h); sw != nil {
+			out = append(out, sw)
+		}
+	}
+	return out
+}
+
+// Peers returns the BitTorrent addresses every swarm tries.
+func (s *Swarms) Peers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.peers)
+}

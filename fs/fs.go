@@ -41,6 +41,20 @@ type Options struct {
 	// Logger receives unexpected errors (those that become EIO); nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Cluster, when set, answers user.delugefs.copies, .holders and
+	// .progress from what the node knows of its peers; nil means this
+	// node alone.
+	Cluster Cluster
+}
+
+// Cluster is what the node knows of a blob's copies in the volume.
+type Cluster interface {
+	// Copies returns how many live nodes hold a complete copy of h, and
+	// their node ids (sorted).
+	Copies(h bt.InfoHash) (int, []string)
+	// Progress returns the fraction (0..1) of h's pieces this node holds
+	// verified.
+	Progress(h bt.InfoHash) float64
 }
 
 // FS is the DelugeFS file system: a cgofuse FileSystemInterface over a

@@ -168,6 +168,9 @@ func TestXattrs(t *testing.T) {
 	if v := get(fs.XattrCopies); v != "1" {
 		t.Fatalf("copies %q", v)
 	}
+	if v := get(fs.XattrProgress); v != "1" {
+		t.Fatalf("progress %q", v)
+	}
 	_, err := unix.Getxattr(p, "user.none", make([]byte, 10))
 	wantErrno(t, "get missing", err, syscall.ENODATA)
 	buf := make([]byte, 1024)
@@ -175,7 +178,7 @@ func TestXattrs(t *testing.T) {
 	must(t, err)
 	names := strings.Split(strings.TrimSuffix(string(buf[:k]), "\x00"), "\x00")
 	slices.Sort(names)
-	if want := []string{"user.color", "user.delugefs.copies", "user.delugefs.infohash", "user.empty"}; !slices.Equal(names, want) {
+	if want := []string{"user.color", "user.delugefs.copies", "user.delugefs.infohash", "user.delugefs.progress", "user.empty"}; !slices.Equal(names, want) {
 		t.Fatalf("list: %q, want %q", names, want)
 	}
 	// xattrs survive a rewrite and live in the manifest

@@ -3,6 +3,7 @@ package fs
 import (
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/winfsp/cgofuse/fuse"
@@ -13,7 +14,9 @@ import (
 // Extended attributes DelugeFS answers itself (read-only).
 const (
 	XattrInfoHash = "user.delugefs.infohash" // hex info-hash of a file's blob
-	XattrCopies   = "user.delugefs.copies"   // complete copies known (1: this node)
+	XattrCopies   = "user.delugefs.copies"   // live nodes holding a complete copy
+	XattrHolders  = "user.delugefs.holders"  // their node ids, comma-separated
+	XattrProgress = "user.delugefs.progress" // fraction of the blob verified on this node, 0 to 1
 	xattrOwn      = "user.delugefs."
 	xattrUser     = "user."
 )
@@ -66,10 +69,31 @@ func (f *FS) Getxattr(path string, name string) (int, []byte) {
 			}
 			return 0, []byte(e.Hash.String())
 		case XattrCopies:
-			if e.Size > 0 && !f.store.Has(e.Hash) {
+			if e.Size == 0 {
+				return 0, []byte("1") // nothing to copy: every node has it
+			}
+			if f.opts.Cluster != nil {
+				n, _ := f.opts.Cluster.Copies(e.Hash)
+				return 0, []byte(strconv.Itoa(n))
+			}
+			if !f.store.Has(e.Hash) {
 				return 0, []byte("0")
 			}
 			return 0, []byte("1")
+		case XattrHolders:
+			if e.Size == 0 || f.opts.Cluster == nil {
+				return -fuse.ENODATA, nil
+			}
+			_, hs := f.opts.Cluster.Copies(e.Hash)
+			return 0, []byte(strings.Join(hs, ","))
+		case XattrProgress:
+			switch {
+			case e.Size == 0 || f.store.Has(e.Hash):
+				return 0, []byte("1")
+			case f.opts.Cluster == nil:
+				return 0, []byte("0")
+			}
+			return 0, []byte(strconv.FormatFloat(f.opts.Cluster.Progress(e.Hash), 'f', 4, 64))
 		}
 	}
 	v, ok := e.Xattrs[name]
@@ -106,7 +130,10 @@ func (f *FS) Listxattr(path string, fill func(name string) bool) int {
 		if !e.Hash.IsZero() {
 			names = append(names, XattrInfoHash)
 		}
-		names = append(names, XattrCopies)
+		names = append(names, XattrCopies, XattrProgress)
+		if f.opts.Cluster != nil && e.Size > 0 {
+			names = append(names, XattrHolders)
+		}
 	}
 	names = append(names, slices.Sorted(maps.Keys(e.Xattrs))...)
 	for _, n := range names {

@@ -68,6 +68,48 @@ type source struct {
 type handle struct {
 	file  *file
 	write bool // opened for writing: its flush commits
+
+	// rmu guards remote: the handle's own reader of a blob read from
+	// the swarm (RemoteOpener), opened at the first remote read, so each
+	// open file has its own read-ahead window.
+	rmu    sync.Mutex
+	remote RemoteReader
+	rinfo  *bt.Info // the blob remote reads
+}
+
+// remoteReader returns the handle's reader of info's blob, opening it (or
+// replacing one of an older version) on first use; nil when the Remote
+// gives no per-handle readers.
+func (h *handle) remoteReader(r Remote, info *bt.Info) RemoteReader {
+	o, ok := r.(RemoteOpener)
+	if !ok {
+		return nil
+	}
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	if h.remote != nil && h.rinfo == info {
+		return h.remote
+	}
+	if h.remote != nil {
+		h.remote.Close()
+		h.remote = nil
+	}
+	rr, err := o.OpenRemote(info)
+	if err != nil {
+		return nil
+	}
+	h.remote, h.rinfo = rr, info
+	return rr
+}
+
+// closeRemote closes the handle's remote reader.
+func (h *handle) closeRemote() {
+	h.rmu.Lock()
+	defer h.rmu.Unlock()
+	if h.remote != nil {
+		h.remote.Close()
+		h.remote = nil
+	}
 }
 
 // openSource opens the blob of e for reading. A blob missing from the store
@@ -212,8 +254,9 @@ func (fl *file) stopLadder() {
 	}
 }
 
-// readAt reads the file's contents at off into p.
-func (f *FS) readAt(fl *file, p []byte, off int64) (int, error) {
+// readAt reads the file's contents at off into p, through handle h.
+func (f *FS) readAt(h *handle, p []byte, off int64) (int, error) {
+	fl := h.file
 	for {
 		if fl.writing.Load() {
 			fl.mu.Lock()
@@ -241,12 +284,12 @@ func (f *FS) readAt(fl *file, p []byte, off int64) (int, error) {
 		if s.entry.Size == 0 || off >= s.entry.Size {
 			return 0, nil
 		}
-		return f.readRemote(s.entry, p, off)
+		return f.readRemote(h, s.entry, p, off)
 	}
 }
 
 // readRemote reads from the swarm, bounded by RemoteTimeout.
-func (f *FS) readRemote(e *meta.Entry, p []byte, off int64) (int, error) {
+func (f *FS) readRemote(h *handle, e *meta.Entry, p []byte, off int64) (int, error) {
 	if f.opts.Remote == nil || e.Info == nil {
 		return 0, fmt.Errorf("read blob %s: not on this node and no swarm: %w", e.Hash, errno(fuse.EIO))
 	}
@@ -255,7 +298,13 @@ func (f *FS) readRemote(e *meta.Entry, p []byte, off int64) (int, error) {
 	}
 	ctx, cancel := contextWithTimeout(f.opts.RemoteTimeout)
 	defer cancel()
-	n, err := f.opts.Remote.ReadAt(ctx, e.Info, p, off)
+	var n int
+	var err error
+	if rr := h.remoteReader(f.opts.Remote, e.Info); rr != nil {
+		n, err = rr.ReadAt(ctx, p, off)
+	} else {
+		n, err = f.opts.Remote.ReadAt(ctx, e.Info, p, off)
+	}
 	if err != nil {
 		return n, fmt.Errorf("read blob %s from the swarm: %w", e.Hash, err)
 	}

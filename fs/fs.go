@@ -27,6 +27,20 @@ type Remote interface {
 	ReadAt(ctx context.Context, info *bt.Info, p []byte, off int64) (int, error)
 }
 
+// RemoteOpener is a Remote that gives each open file handle a reader of
+// its own, whose sequential reads grow a read-ahead window (a stream) and
+// whose seeks move it.
+type RemoteOpener interface {
+	Remote
+	OpenRemote(info *bt.Info) (RemoteReader, error)
+}
+
+// RemoteReader is one handle's reader of a blob from the swarm.
+type RemoteReader interface {
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+	Close() error
+}
+
 // Options configure an FS. The zero value is ready to use.
 type Options struct {
 	// Remote serves reads of blobs that are not complete on this node; nil

@@ -572,7 +572,7 @@ func (f *FS) Read(path string, buff []byte, ofst int64, fh uint64) int {
 	if h == nil {
 		return -fuse.EBADF
 	}
-	n, err := f.readAt(h.file, buff, ofst)
+	n, err := f.readAt(h, buff, ofst)
 	if err != nil {
 		return f.errno("read", path, err)
 	}
@@ -666,7 +666,9 @@ func (f *FS) Release(path string, fh uint64) int {
 	if !ok {
 		return -fuse.EBADF
 	}
-	f.release(v.(*handle).file)
+	h := v.(*handle)
+	h.closeRemote()
+	f.release(h.file)
 	return 0
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/delugefs/delugefs/actors"
 	"github.com/delugefs/delugefs/bt"
 	"github.com/delugefs/delugefs/bt/swarm"
+	"github.com/delugefs/delugefs/fs"
 	"github.com/delugefs/delugefs/piece"
 )
 
@@ -173,4 +174,15 @@ func (s *Swarms) Peers() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.peers)
+}
+
+// OpenRemote returns a reader of info's blob through its swarm, for one
+// open file: its sequential reads grow a read-ahead window, a seek moves
+// it (fs.RemoteOpener).
+func (s *Swarms) OpenRemote(info *bt.Info) (fs.RemoteReader, error) {
+	sw, err := s.Ensure(info)
+	if err != nil {
+		return nil, err
+	}
+	return sw.NewReader(), nil
 }

@@ -1,0 +1,2 @@
+// Package nsync keeps the namespaces of a volume's nodes in sync.
+package nsync

@@ -72,6 +72,10 @@ func CloneWithLimits(ctx context.Context, c *api.Client, gitDir string, lim Limi
 	if err := cloneTarget(gitDir); err != nil {
 		return err // someone made it meanwhile
 	}
+	// os.Rename refuses to replace a directory, even an empty one.
+	if err := os.Remove(gitDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("nsync: clone: %w", err)
+	}
 	if err := os.Rename(tmp, gitDir); err != nil {
 		return fmt.Errorf("nsync: clone: %w", err)
 	}

@@ -500,8 +500,13 @@ func (l *loop) notice(n api.Notice) {
 		s.mu.Unlock()
 		s.log.Debug("nsync: notice from an unknown node without an address", "peer", n.Node)
 		return
-	case p == nil || n.Addr != "" && p.base != "http://"+n.Addr:
+	case p == nil:
 		p = l.addPeer(n.Node, "http://"+n.Addr)
+	case n.Addr != "" && p.base != "http://"+n.Addr && !p.retryAt.IsZero():
+		// The address we have fails; the peer says where it is now.
+		// (While it works, keep it: discovery may name the host
+		// differently from the address the peer sees itself at.)
+		l.addPeer(n.Node, "http://"+n.Addr)
 	}
 	p.head = n.Head
 	s.mu.Lock()

@@ -345,7 +345,24 @@ func TestSyncerPeersComeAndGo(t *testing.T) {
 	}
 	a.sync.RemovePeer("b")
 	eventually(t, 5*time.Second, "b removed", func() bool { return len(a.sync.Stats().Peers) == 0 })
-	a.repo.write(t, "y", "2")
+
+	// b known at an address that fails: b's next notice moves it.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	a.sync.AddPeer("b", dead)
+	eventually(t, 5*time.Second, "a fails to reach b", func() bool {
+		st := a.sync.Stats()
+		return len(st.Peers) == 1 && st.Peers[0].Failures > 0
+	})
+	h = b.repo.write(t, "y", "2")
+	eventually(t, 5*time.Second, "a follows b to its address", func() bool { return a.repo.Head() == h })
+	if st := a.sync.Stats(); st.Peers[0].Base != b.base {
+		t.Errorf("a has b at %s, want %s", st.Peers[0].Base, b.base)
+	}
 	if err := a.sync.AddPeer("c", "ftp://x"); err == nil {
 		t.Error("AddPeer accepted an ftp URL")
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -369,4 +370,32 @@ func TestSyncerPeersComeAndGo(t *testing.T) {
 	if err := a.sync.AddPeer("a", b.base); err == nil {
 		t.Error("AddPeer accepted our own node id")
 	}
+}
+
+// TestSyncerLatency measures a write on a until b holds it, over fake
+// repositories (so the time is the Syncer's and the wire's: notice, GET,
+// POST, pack checks).
+func TestSyncerLatency(t *testing.T) {
+	key := apitest.Key()
+	a := newFakeNode(t, "a", key, nil)
+	b := newFakeNode(t, "b", key, nil)
+	link(t, a, b)
+	var ds []time.Duration
+	for i := range 40 {
+		start := time.Now()
+		h := a.repo.write(t, "f"+string(rune('a'+i%26)), strings.Repeat("x", i))
+		eventually(t, 5*time.Second, "b gets a's commit", func() bool { return b.repo.Head() == h })
+		ds = append(ds, time.Since(start))
+	}
+	med, p90 := quantiles(ds)
+	t.Logf("write on a -> integrated on b (fake repos, loopback): median %v, p90 %v over %d", med, p90, len(ds))
+	if med > 500*time.Millisecond {
+		t.Errorf("median %v", med)
+	}
+}
+
+func quantiles(ds []time.Duration) (med, p90 time.Duration) {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2], s[len(s)*9/10]
 }

@@ -102,11 +102,13 @@
 //
 // # Caching
 //
-// DelugeFS mounts with entry, attribute and negative timeouts of
-// MountOptions.CacheTimeout (1 s): the kernel learns of changes made
-// through the mount from the FUSE calls themselves; a peer's change, which
-// arrives through the namespace sync, shows after at most that long (as on
-// NFS). This needs the patched cgofuse in third_party/cgofuse (v1.6.0
+// DelugeFS mounts with entry and attribute timeouts of
+// MountOptions.CacheTimeout (1 s) and no negative caching: the kernel
+// learns of changes made through the mount from the FUSE calls
+// themselves; a name a peer adds shows at once (a missing name is always
+// looked up again), and a peer's change or removal of a name the kernel
+// has seen, which arrives through the namespace sync, shows after at most
+// CacheTimeout (as on NFS). This needs the patched cgofuse in third_party/cgofuse (v1.6.0
 // zeroes libfuse's fuse_config, which made every timeout 0).
 //
 // Page cache: a blob never changes, so OpenEx sets keep_cache (the kernel

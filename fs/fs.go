@@ -154,11 +154,13 @@ type MountOptions struct {
 	AllowOther bool
 	// Debug logs every FUSE request to stderr.
 	Debug bool
-	// CacheTimeout is how long the kernel trusts a name, a file's
-	// attributes and a missing name before it asks again (default 1s; a
-	// negative value: never). Changes made through the mount reach the
-	// kernel at once; a peer's change, which arrives through the
-	// namespace sync, shows after at most this long (as on NFS).
+	// CacheTimeout is how long the kernel trusts a name and a file's
+	// attributes before it asks again (default 1s; a negative value:
+	// never). Missing names are never cached, so a file a peer creates
+	// shows at once. Changes made through the mount reach the kernel at
+	// once; a peer's change or removal of a name the kernel has seen,
+	// which arrives through the namespace sync, shows after at most this
+	// long (as on NFS).
 	CacheTimeout time.Duration
 }
 
@@ -173,23 +175,26 @@ func Mount(dir string, fsys *FS, o MountOptions) (*mount.Point, error) {
 }
 
 // MountConfig returns the mount.Options DelugeFS mounts with: readdirplus,
-// atomic O_TRUNC, default_permissions, 1 MiB read-ahead, and entry,
-// attribute and negative timeouts of o.CacheTimeout (default 1s).
+// atomic O_TRUNC, default_permissions, 1 MiB read-ahead, entry and
+// attribute timeouts of o.CacheTimeout (default 1s) and no negative
+// caching.
 func MountConfig(o MountOptions) mount.Options {
 	t := o.CacheTimeout
 	if t == 0 {
 		t = time.Second
 	}
 	return mount.Options{
-		Name:            "delugefs",
-		AllowOther:      o.AllowOther,
-		ReaddirPlus:     true,
-		OpenTrunc:       true,
-		ReadAheadKB:     1024,
-		Debug:           o.Debug,
-		EntryTimeout:    t,
-		AttrTimeout:     t,
-		NegativeTimeout: t,
+		Name:         "delugefs",
+		AllowOther:   o.AllowOther,
+		ReaddirPlus:  true,
+		OpenTrunc:    true,
+		ReadAheadKB:  1024,
+		Debug:        o.Debug,
+		EntryTimeout: t,
+		AttrTimeout:  t,
+		// No negative caching: a name a peer creates must show at once
+		// (cgofuse's high-level API cannot invalidate a negative dentry
+		// on Linux), and a lookup that misses is one snapshot read.
 	}
 }
 

@@ -24,7 +24,7 @@ func writeRaw(t *testing.T, r *Repo, ents []treeEnt) {
 	if err := r.w.write(th, "tree", tree); err != nil {
 		t.Fatal(err)
 	}
-	c := r.encodeCommit(th, plumbing.ZeroHash, "hostile\n")
+	c := r.encodeCommit(th, plumbing.ZeroHash, 1, "hostile\n")
 	ch := objectHash("commit", c)
 	if err := r.w.write(ch, "commit", c); err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ type objWriter struct {
 	// record first, then into a pack (flush) after the callers are
 	// answered, off the latency path. ids holds their ids.
 	pending []journalObj
-	ids     map[plumbing.Hash]bool
+	ids     map[plumbing.Hash]int // index in pending
 	// raws holds the data of the large pending trees (delta bases for
 	// writeTree) and depth the length of their delta chains.
 	raws         map[plumbing.Hash][]byte
@@ -36,6 +36,9 @@ type objWriter struct {
 	zwBig   *zlib.Writer // NoCompression, for trees and the others
 	buf     bytes.Buffer
 	n       int // objects written since the last sync (for tests and stats)
+	// packGen counts changes to the set of packs (writes, merges,
+	// removals), so that readers know when to reload pack indexes.
+	packGen uint64
 }
 
 // bigObject is the size above which objects are stored without
@@ -52,7 +55,7 @@ const smallObject = 2 << 10
 func newObjWriter(gitDir string) *objWriter {
 	zw, _ := zlib.NewWriterLevel(nil, zlib.BestSpeed)
 	zwBig, _ := zlib.NewWriterLevel(nil, zlib.NoCompression)
-	return &objWriter{dir: gitDir, ids: make(map[plumbing.Hash]bool), raws: make(map[plumbing.Hash][]byte),
+	return &objWriter{dir: gitDir, ids: make(map[plumbing.Hash]int), raws: make(map[plumbing.Hash][]byte),
 		depth: make(map[plumbing.Hash]int), zw: zw, zwBig: zwBig}
 }
 
@@ -61,7 +64,7 @@ func newObjWriter(gitDir string) *objWriter {
 // looked for: a duplicate in another pack is harmless, and consolidate
 // drops it.)
 func (w *objWriter) write(h plumbing.Hash, typ string, data []byte) error {
-	if w.ids[h] {
+	if w.has(h) {
 		return nil
 	}
 	zw := w.zw
@@ -83,7 +86,7 @@ func (w *objWriter) write(h plumbing.Hash, typ string, data []byte) error {
 // against it: a commit into a directory of thousands of entries then
 // journals and packs a few dozen bytes, not the whole tree.
 func (w *objWriter) writeTree(h plumbing.Hash, data []byte, base plumbing.Hash) error {
-	if w.ids[h] {
+	if w.has(h) {
 		return nil
 	}
 	if len(data) < 1024 {
@@ -114,11 +117,17 @@ func (w *objWriter) writeTree(h plumbing.Hash, data []byte, base plumbing.Hash) 
 	return nil
 }
 
+// has reports whether the object h is pending.
+func (w *objWriter) has(h plumbing.Hash) bool {
+	_, ok := w.ids[h]
+	return ok
+}
+
 func (w *objWriter) add(o journalObj) {
-	if w.ids[o.id] {
+	if w.has(o.id) {
 		return
 	}
-	w.ids[o.id] = true
+	w.ids[o.id] = len(w.pending)
 	w.pending = append(w.pending, o)
 	w.pendingBytes += len(o.file)
 }
@@ -154,6 +163,7 @@ func (w *objWriter) flush(direct bool) error {
 	w.written = append(w.written, made...)
 	w.n += len(w.pending)
 	w.packs++
+	w.packGen++
 	w.pending, w.pendingBytes = nil, 0
 	clear(w.ids)
 	clear(w.raws)
@@ -227,11 +237,20 @@ func modeString(m filemode.FileMode) string {
 	return "100644"
 }
 
+// objSink takes the objects writeTrees makes: the objWriter, or a scratch
+// store for trees that are only computed (intermediate merge results).
+type objSink interface {
+	write(h plumbing.Hash, typ string, data []byte) error
+	writeTree(h plumbing.Hash, data []byte, base plumbing.Hash) error
+}
+
 // writeTrees writes the git trees of every changed directory under n
 // (bottom-up) and returns n with its tree id filled in; unchanged subtrees
 // are not visited. New nodes are returned rather than modified, since n
 // may be shared with a published snapshot.
-func (w *objWriter) writeTrees(n *node) (*node, error) {
+func (w *objWriter) writeTrees(n *node) (*node, error) { return writeTrees(w, n) }
+
+func writeTrees(w objSink, n *node) (*node, error) {
 	if !n.oid.IsZero() {
 		return n, nil
 	}
@@ -253,7 +272,7 @@ func (w *objWriter) writeTrees(n *node) (*node, error) {
 		switch c.e.Kind {
 		case KindDir:
 			if c.oid.IsZero() {
-				nc, err := w.writeTrees(c)
+				nc, err := writeTrees(w, c)
 				if err != nil {
 					return nil, err
 				}
@@ -264,10 +283,7 @@ func (w *objWriter) writeTrees(n *node) (*node, error) {
 		case KindSymlink:
 			mode = filemode.Symlink
 		default:
-			mode = filemode.Regular
-			if c.e.Mode&0o111 != 0 {
-				mode = filemode.Executable
-			}
+			mode = fileMode(c.e)
 		}
 		ents = append(ents, treeEnt{escapeName(name), mode, c.oid})
 	}
@@ -278,4 +294,12 @@ func (w *objWriter) writeTrees(n *node) (*node, error) {
 		return nil, err
 	}
 	return &cp, nil
+}
+
+// fileMode is the git mode of a regular file's entry.
+func fileMode(e *Entry) filemode.FileMode {
+	if e.Mode&0o111 != 0 {
+		return filemode.Executable
+	}
+	return filemode.Regular
 }

@@ -498,6 +498,7 @@ func (w *objWriter) consolidate() error {
 		w.retired[b] = time.Now()
 	}
 	w.packs = len(ps) - len(gone) + 1
+	w.packGen++
 	return nil
 }
 
@@ -516,6 +517,7 @@ func (w *objWriter) dropRetired(now time.Time) {
 		if err := os.Remove(b + ".idx"); err == nil || os.IsNotExist(err) {
 			os.Remove(b + ".pack")
 			delete(w.retired, b)
+			w.packGen++
 		}
 	}
 }

@@ -35,9 +35,16 @@ type Options struct {
 	// Logger receives problems found while loading and commit failures;
 	// nil means slog.Default().
 	Logger *slog.Logger
-	// Name and Email sign commits; empty means "delugefs" and
-	// "delugefs@localhost".
+	// Name and Email are the author of commits; empty means "delugefs"
+	// and "delugefs@localhost" (NODEID@delugefs when NodeID is set).
 	Name, Email string
+	// NodeID is this node's id, 1 to 64 of [A-Za-z0-9_-] (a node uses 16
+	// hex digits). Every commit this node makes records it as its
+	// committer, "Name <NODEID@delugefs>", so that merges name conflict
+	// copies after the node that wrote the losing version. Empty: the
+	// committer is the author, and merges take such commits for node
+	// "unknown".
+	NodeID string
 	// MaxBatch bounds the updates grouped into one commit; 0 means 1024.
 	MaxBatch int
 	// MaxEntries bounds the entries Open loads (a hostile repository can
@@ -104,10 +111,19 @@ type Repo struct {
 	// lazy holds lazy updates published but not yet committed.
 	lazy lazyState
 
+	// objs reads objects for the actor (Integrate); graph caches commits.
+	// Both are owned by the actor. objsGen is the w.packGen objs's pack
+	// indexes were loaded at.
+	objs    *filesystem.Storage
+	objsGen uint64
+	graph   *graph
+
 	stats struct {
 		commits, updates, objects atomic.Uint64
 		lazy, barriers, blobs     atomic.Uint64
 		syncNanos                 atomic.Int64
+		integrations, ffs, merges atomic.Uint64
+		conflicts, copied         atomic.Uint64
 	}
 
 	// mu guards problems and watchers.
@@ -127,8 +143,10 @@ type lazyState struct {
 }
 
 type request struct {
-	sync  bool // Sync: answer after the repository shows every commit
-	lazy  bool // UpdateLazy: answer before the commit is durable
+	sync bool // Sync: answer after the repository shows every commit
+	lazy bool // UpdateLazy: answer before the commit is durable
+	// integ is set for Integrate: it runs alone, between batches.
+	integ *integration
 	ctx   context.Context
 	msg   string
 	fn    func(*Tx) error
@@ -146,8 +164,16 @@ func Open(gitDir string, opts Options) (*Repo, error) {
 	if opts.Name == "" {
 		opts.Name = "delugefs"
 	}
+	if opts.NodeID != "" {
+		if err := checkNodeID(opts.NodeID); err != nil {
+			return nil, fmt.Errorf("meta: Options.NodeID: %w", err)
+		}
+	}
 	if opts.Email == "" {
 		opts.Email = "delugefs@localhost"
+		if opts.NodeID != "" {
+			opts.Email = opts.NodeID + "@delugefs"
+		}
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 1024
@@ -191,6 +217,7 @@ func Open(gitDir string, opts Options) (*Repo, error) {
 		reqs:   make(chan *request, 1024),
 		closed: make(chan struct{}),
 		w:      newObjWriter(gitDir),
+		graph:  newGraph(),
 	}
 	if opts.JournalSize > 0 {
 		if r.j, err = openJournal(gitDir, max(opts.JournalSize, 64<<10)); err != nil {
@@ -251,8 +278,31 @@ func (r *Repo) load() error {
 	if err != nil {
 		return fmt.Errorf("meta: load tree of %s: %w", ref.Hash(), err)
 	}
-	r.snap.Store(&Snapshot{root: root, count: l.count, head: ref.Hash()})
+	var gen uint64
+	if data, err := r.readCommitData(ref.Hash()); err == nil {
+		if ci, err := parseCommit(data); err == nil {
+			gen = ci.gen // 0 (computed when needed) for a commit without the trailer
+		}
+	}
+	r.snap.Store(&Snapshot{root: root, count: l.count, head: ref.Hash(), gen: gen})
 	return nil
+}
+
+// readCommitData reads a commit object through r.store (while loading).
+func (r *Repo) readCommitData(h plumbing.Hash) ([]byte, error) {
+	o, err := r.store.EncodedObject(plumbing.CommitObject, h)
+	if err != nil {
+		return nil, err
+	}
+	if o.Size() > maxCommitLen {
+		return nil, fmt.Errorf("commit %s of %d bytes", h, o.Size())
+	}
+	rd, err := o.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer rd.Close()
+	return io.ReadAll(rd)
 }
 
 // Problems returns what Open found wrong in the repository, with paths.
@@ -356,6 +406,7 @@ func (l *loader) dir(h plumbing.Hash, path string, depth int) (*node, error) {
 			continue
 		}
 		b.Set(name, c)
+		n.desc += c.weight()
 		l.count++
 	}
 	if n.e == nil {
@@ -419,6 +470,13 @@ type Stats struct {
 	Objects  uint64        // git objects written
 	Barriers uint64        // durability barriers (journal fdatasyncs, syncfs) of commits
 	SyncTime time.Duration // time spent in durability barriers
+
+	// Namespace sync (Integrate).
+	Integrations uint64 // Integrate calls that ran to the end (changing the head or not)
+	FastForwards uint64 // integrations that moved the head to an existing commit
+	Merges       uint64 // merge commits made (new canonical merges)
+	Conflicts    uint64 // versions moved to a conflict name by merges (Conflict and FileDir events)
+	Copied       uint64 // objects copied from peers' storages
 }
 
 // Stats returns the counters of the Repo's work since Open.
@@ -431,6 +489,12 @@ func (r *Repo) Stats() Stats {
 		Objects:  r.stats.objects.Load(),
 		Barriers: r.stats.barriers.Load(),
 		SyncTime: time.Duration(r.stats.syncNanos.Load()),
+
+		Integrations: r.stats.integrations.Load(),
+		FastForwards: r.stats.ffs.Load(),
+		Merges:       r.stats.merges.Load(),
+		Conflicts:    r.stats.conflicts.Load(),
+		Copied:       r.stats.copied.Load(),
 	}
 }
 
@@ -478,6 +542,9 @@ func (r *Repo) Close() error {
 
 func (r *Repo) closeFiles() error {
 	errs := []error{r.store.Close(), r.dirF.Close()}
+	if r.objs != nil {
+		errs = append(errs, r.objs.Close())
+	}
 	if r.j != nil {
 		errs = append(errs, r.j.f.Close())
 	}
@@ -526,7 +593,7 @@ func (r *Repo) replay() error {
 	// is stored whole.
 	for i, o := range r.w.pending {
 		t, _, n, ok := entryHeader(o.file)
-		if !ok || t != objRefDelta || len(o.file) < n+20 || r.w.ids[plumbing.Hash(o.file[n:n+20])] {
+		if !ok || t != objRefDelta || len(o.file) < n+20 || r.w.has(plumbing.Hash(o.file[n:n+20])) {
 			continue
 		}
 		full, err := r.undelta(plumbing.Hash(o.file[n:n+20]), o.file[n+20:])
@@ -749,6 +816,20 @@ func (r *Repo) runBatch(batch []*request) (rest []*request, _ error) {
 		return nil, ErrClosed
 	default:
 	}
+	// Integrate requests run alone, in order with the updates around them.
+	full := batch
+	for i, q := range batch {
+		if q.integ == nil {
+			continue
+		}
+		if i == 0 {
+			r.runIntegrate(q)
+			return full[1:], nil
+		}
+		batch = batch[:i]
+		rest = full[i:]
+		break
+	}
 	// The published snapshot may hold lazy updates not yet committed
 	// (r.lazy): this batch's commit includes them.
 	base := r.snap.Load()
@@ -763,7 +844,7 @@ func (r *Repo) runBatch(batch []*request) (rest []*request, _ error) {
 	attach := r.AttachesBlobs()
 	for i, q := range batch {
 		if blobBytes >= r.maxBatchBlobBytes() {
-			rest = batch[i:]
+			rest = full[i:]
 			break
 		}
 		if err := q.ctx.Err(); err != nil {
@@ -810,7 +891,7 @@ func (r *Repo) runBatch(batch []*request) (rest []*request, _ error) {
 			since = time.Now()
 		}
 		r.lazy = lazyState{objs: objs, msgs: msgs, blobs: blobs, blobBytes: blobBytes, since: since}
-		r.snap.Store(&Snapshot{root: root, count: count, head: base.head})
+		r.snap.Store(&Snapshot{root: root, count: count, head: base.head, gen: base.gen})
 	case len(msgs) > 0:
 		err = r.commit(base, root, count, objs, msgs, blobs, lazy)
 		if err != nil {
@@ -910,10 +991,67 @@ func callFn(fn func(*Tx) error, tx *Tx) (err error) {
 // atomically, and publishes.
 func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.Hash][]byte, msgs []string,
 	blobs []journalBlob, lazy bool) error {
+	gen, err := r.snapGen(base)
+	if err != nil {
+		return fmt.Errorf("meta: commit: %w", err)
+	}
+	gen++
+	msg := commitMessage(msgs)
+	_, err = r.writeCommit(commitReq{
+		root: root, count: count, objs: objs, blobs: blobs, lazy: lazy, gen: gen,
+		encode: func(tree plumbing.Hash) []byte { return r.encodeCommit(tree, base.head, gen, msg) },
+	})
+	return err
+}
+
+// snapGen returns the generation of s's head (0 when it has none).
+func (r *Repo) snapGen(s *Snapshot) (uint64, error) {
+	if s.head.IsZero() || s.gen > 0 {
+		return s.gen, nil
+	}
+	c, err := r.graph.get(r.ownGetter(), s.head) // a commit written before generations
+	if err != nil {
+		return 0, err
+	}
+	return c.gen, nil
+}
+
+// commitReq is what writeCommit writes.
+type commitReq struct {
+	root  *node
+	count int
+	objs  map[plumbing.Hash][]byte // blobs to write
+	// copied holds objects of any type taken from a peer, written first.
+	copied []rawObject
+	blobs  []journalBlob
+	lazy   bool
+	// encode returns the commit object for the root tree, of generation
+	// gen. When it is nil, the branch moves to the existing commit head
+	// (a fast-forward), whose tree root must be.
+	encode func(tree plumbing.Hash) []byte
+	head   plumbing.Hash
+	gen    uint64
+	// tree, when set, is the tree id root must encode to (checked before
+	// anything is journaled).
+	tree plumbing.Hash
+}
+
+// rawObject is a whole git object.
+type rawObject struct {
+	id   plumbing.Hash
+	typ  plumbing.ObjectType
+	data []byte
+}
+
+// writeCommit writes a commit (or moves to one, see commitReq): its
+// objects, trees and commit object are journaled with one barrier (none
+// when lazy), the branch moves (at the next flush), and the new snapshot
+// is published. Nothing of it remains when it fails.
+func (r *Repo) writeCommit(c commitReq) (*Snapshot, error) {
 	w := r.w
 	if r.j != nil && r.j.broken {
 		if err := r.checkpoint(); err != nil {
-			return fmt.Errorf("meta: commit: %w", err)
+			return nil, fmt.Errorf("meta: commit: %w", err)
 		}
 	}
 	ok := false
@@ -928,45 +1066,60 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 			}
 		}
 	}()
-	for h, d := range objs {
-		if err := w.write(h, "blob", d); err != nil {
-			return fmt.Errorf("meta: commit: %w", err)
+	for _, o := range c.copied {
+		if err := w.write(o.id, o.typ.String(), o.data); err != nil {
+			return nil, fmt.Errorf("meta: commit: %w", err)
 		}
 	}
-	root, err := w.writeTrees(root)
-	if err != nil {
-		return fmt.Errorf("meta: commit: %w", err)
+	for h, d := range c.objs {
+		if err := w.write(h, "blob", d); err != nil {
+			return nil, fmt.Errorf("meta: commit: %w", err)
+		}
 	}
-	data := r.encodeCommit(root.oid, base.head, commitMessage(msgs))
-	head := objectHash("commit", data)
-	if err := w.write(head, "commit", data); err != nil {
-		return fmt.Errorf("meta: commit: %w", err)
+	root, err := w.writeTrees(c.root)
+	if err != nil {
+		return nil, fmt.Errorf("meta: commit: %w", err)
+	}
+	if !c.tree.IsZero() && root.oid != c.tree {
+		return nil, fmt.Errorf("meta: commit: tree encodes to %s, want %s", root.oid, c.tree)
+	}
+	head := c.head
+	var info commitInfo
+	if c.encode != nil {
+		data := c.encode(root.oid)
+		head = objectHash("commit", data)
+		if err := w.write(head, "commit", data); err != nil {
+			return nil, fmt.Errorf("meta: commit: %w", err)
+		}
+		if info, err = parseCommit(data); err != nil {
+			return nil, fmt.Errorf("meta: commit: encoded a bad commit: %w", err)
+		}
 	}
 	mine := w.pending[first:]
 	r.stats.objects.Add(uint64(len(mine)))
 	journaled := false
 	if r.j != nil {
-		rec := r.j.encodeRecord(head, mine, blobs)
+		rec := r.j.encodeRecord(head, mine, c.blobs)
 		if !r.j.fits(len(rec)) {
 			// The checkpoint writes and syncs every pending object,
 			// this commit's too (through temp files: they are in no
 			// record), and the attached blobs' files (its syncfs covers
 			// the blob store), so its record needs neither.
 			if err := r.checkpointFlush(false); err != nil {
-				return fmt.Errorf("meta: commit: %w", err)
+				return nil, fmt.Errorf("meta: commit: %w", err)
 			}
 			rec = r.j.encodeRecord(head, nil, nil)
 		}
-		if r.j.fits(len(rec)) && lazy {
+		if r.j.fits(len(rec)) && c.lazy {
 			if err := r.j.write(rec); err != nil {
-				return fmt.Errorf("meta: commit: %w", err)
+				return nil, fmt.Errorf("meta: commit: %w", err)
 			}
 			r.pendingRef = head
 			journaled = true
 		} else if r.j.fits(len(rec)) {
 			syncStart := time.Now()
 			if err := r.j.append(rec); err != nil {
-				return fmt.Errorf("meta: commit: %w", err)
+				return nil, fmt.Errorf("meta: commit: %w", err)
 			}
 			r.stats.barriers.Add(1)
 			r.stats.syncNanos.Add(int64(time.Since(syncStart)))
@@ -978,19 +1131,23 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 	}
 	if !journaled {
 		if err := w.flush(false); err != nil {
-			return fmt.Errorf("meta: commit: %w", err)
+			return nil, fmt.Errorf("meta: commit: %w", err)
 		}
 		syncStart := time.Now()
 		if err := r.durableRef(head); err != nil {
-			return fmt.Errorf("meta: commit: %w", err)
+			return nil, fmt.Errorf("meta: commit: %w", err)
 		}
 		r.stats.barriers.Add(1)
 		r.stats.syncNanos.Add(int64(time.Since(syncStart)))
 	}
 	ok = true
-	r.stats.commits.Add(1)
-	r.snap.Store(&Snapshot{root: root, count: count, head: head})
-	return nil
+	if c.encode != nil {
+		r.stats.commits.Add(1)
+		r.graph.add(head, info)
+	}
+	s := &Snapshot{root: root, count: c.count, head: head, gen: c.gen}
+	r.snap.Store(s)
+	return s, nil
 }
 
 // flushAndNotify writes the loose objects of journaled commits and moves
@@ -1148,18 +1305,37 @@ func (r *Repo) checkpointFlush(direct bool) error {
 	return nil
 }
 
-func (r *Repo) encodeCommit(tree, parent plumbing.Hash, msg string) []byte {
+// encodeCommit encodes a commit of this node: author Name <Email>,
+// committer Name <NODEID@delugefs> (the author without a NodeID), the
+// message msg (ending in a newline) and the generation trailer.
+func (r *Repo) encodeCommit(tree, parent plumbing.Hash, gen uint64, msg string) []byte {
+	var parents []plumbing.Hash
+	if !parent.IsZero() {
+		parents = []plumbing.Hash{parent}
+	}
+	when := strconv.FormatInt(max(0, min(r.opts.Now().Unix(), maxCommitSec)), 10) + " +0000"
+	name := sanitizeSig(r.opts.Name)
+	author := name + " <" + sanitizeSig(r.opts.Email) + "> " + when
+	committer := author
+	if r.opts.NodeID != "" {
+		committer = name + " <" + r.opts.NodeID + "@delugefs> " + when
+	}
+	return encodeCommitObject(tree, parents, author, committer, msg, gen)
+}
+
+// encodeCommitObject encodes a commit: msg must end in a newline; the
+// generation trailer is appended as the last paragraph.
+func encodeCommitObject(tree plumbing.Hash, parents []plumbing.Hash, author, committer, msg string, gen uint64) []byte {
 	var b strings.Builder
 	b.WriteString("tree " + tree.String() + "\n")
-	if !parent.IsZero() {
-		b.WriteString("parent " + parent.String() + "\n")
+	for _, p := range parents {
+		b.WriteString("parent " + p.String() + "\n")
 	}
-	sig := sanitizeSig(r.opts.Name) + " <" + sanitizeSig(r.opts.Email) + "> " +
-		strconv.FormatInt(r.opts.Now().Unix(), 10) + " +0000\n"
-	b.WriteString("author " + sig)
-	b.WriteString("committer " + sig)
+	b.WriteString("author " + author + "\n")
+	b.WriteString("committer " + committer + "\n")
 	b.WriteString("\n")
 	b.WriteString(msg)
+	b.WriteString("\n" + genTrailer + strconv.FormatUint(gen, 10) + "\n")
 	return []byte(b.String())
 }
 

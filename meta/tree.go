@@ -19,8 +19,12 @@ type node struct {
 	// Directories only.
 	prev   plumbing.Hash                       // the last tree written, while oid is zero (a delta base)
 	marker plumbing.Hash                       // blob of the .delugefs marker (encodeManifest(e))
+	desc   uint32                              // entries below (all descendants)
 	kids   *immutable.SortedMap[string, *node] // children by user name
 }
+
+// weight is what n adds to its parent's desc: itself and its descendants.
+func (n *node) weight() uint32 { return 1 + n.desc }
 
 type nameCmp struct{}
 
@@ -64,6 +68,7 @@ type Snapshot struct {
 	root  *node
 	count int           // entries, not counting the root
 	head  plumbing.Hash // commit this snapshot is (zero before the first)
+	gen   uint64        // head's generation (0: not known yet, or no head)
 }
 
 // Get returns the entry at path ("" is the root directory).

@@ -102,7 +102,7 @@ func (tx *Tx) Put(path string, e *Entry) error {
 		if e.Kind != KindDir {
 			return fmt.Errorf("put %q: %w: the root is a directory", path, ErrInvalid)
 		}
-		n.kids = tx.root.kids
+		n.kids, n.desc = tx.root.kids, tx.root.desc
 		tx.root = n
 		tx.changed = true
 		return nil
@@ -114,7 +114,7 @@ func (tx *Tx) Put(path string, e *Entry) error {
 		case !ok:
 			added = true
 		case old.e.Kind == KindDir && e.Kind == KindDir:
-			n.kids = old.kids // attribute change: same children, new marker
+			n.kids, n.desc = old.kids, old.desc // attribute change: same children, new marker
 		case old.e.Kind == KindDir:
 			return nil, ErrIsDir
 		case e.Kind == KindDir:
@@ -298,6 +298,10 @@ func withKid(dir *node, name string, c *node) *node {
 		cp.prev = dir.oid
 	}
 	cp.oid = plumbing.ZeroHash
+	if old, ok := dir.kids.Get(name); ok {
+		cp.desc -= old.weight()
+	}
+	cp.desc += c.weight()
 	cp.kids = dir.kids.Set(name, c)
 	return &cp
 }
@@ -308,6 +312,9 @@ func withoutKid(dir *node, name string) *node {
 		cp.prev = dir.oid
 	}
 	cp.oid = plumbing.ZeroHash
+	if old, ok := dir.kids.Get(name); ok {
+		cp.desc -= old.weight()
+	}
 	cp.kids = dir.kids.Delete(name)
 	return &cp
 }

@@ -115,10 +115,6 @@ type Disk struct {
 	Root  string `json:"root,omitempty"`
 	Total uint64 `json:"total"`
 	Free  uint64 `json:"free"`
-	// BT is the node's BitTorrent listen address (host:port, the host
-	// empty when it listens on every address): peers given by hand learn
-	// where to fetch blobs from it.
-	BT string `json:"bt,omitempty"`
 }
 
 // StatusReport is the answer of GET /status: every volume the caller's
@@ -156,6 +152,10 @@ type NodeStatus struct {
 	Blobs int    `json:"blobs"` // complete blobs on this disk
 	Total uint64 `json:"total"`
 	Free  uint64 `json:"free"`
+	// BT is the node's BitTorrent listen address (host:port, the host
+	// empty when it listens on every address): peers given by hand learn
+	// where to fetch blobs from it.
+	BT string `json:"bt,omitempty"`
 }
 
 // PeerStatus is a remote node as this process sees it.

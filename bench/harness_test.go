@@ -51,18 +51,27 @@ type node struct {
 	cmd    *exec.Cmd
 	root   string
 	mnt    string
+	api    string // its API address, from its output
 	stderr bytes.Buffer
 }
 
 // startNode creates a volume in a fresh directory and mounts it.
 func startNode(tb testing.TB) *node {
+	return startNodeArgs(tb, "--create")
+}
+
+// startNodeArgs starts a node of volume "bench" in a fresh directory with
+// its mount, on loopback only (no mDNS), with extra flags.
+func startNodeArgs(tb testing.TB, extra ...string) *node {
 	tb.Helper()
 	dir := tb.TempDir()
 	n := &node{root: filepath.Join(dir, "root"), mnt: filepath.Join(dir, "mnt")}
 	if err := os.Mkdir(n.mnt, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	n.cmd = exec.Command(delugefsBin(tb), "--create", "--id", "bench", "--root", n.root, "--mount", n.mnt, "--log-level", "warn")
+	args := append([]string{"--mdns=false", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0",
+		"--id", "bench", "--root", n.root, "--mount", n.mnt, "--log-level", "warn"}, extra...)
+	n.cmd = exec.Command(delugefsBin(tb), args...)
 	n.cmd.Stderr = &n.stderr
 	out, err := n.cmd.StdoutPipe()
 	if err != nil {
@@ -76,6 +85,9 @@ func startNode(tb testing.TB) *node {
 		sc := bufio.NewScanner(out)
 		ok := false
 		for sc.Scan() {
+			if a, found := strings.CutPrefix(sc.Text(), "delugefs: api on "); found {
+				n.api = a
+			}
 			if !ok && strings.Contains(sc.Text(), "mounted at") {
 				ok = true
 				mounted <- true

@@ -16,6 +16,12 @@ import (
 	"github.com/delugefs/delugefs/node"
 )
 
+// loopback keeps a node started by a test on this machine: no mDNS, ports
+// on 127.0.0.1 only.
+var loopback = []string{"--mdns=false", "--listen", "127.0.0.1:0", "--api", "127.0.0.1:0"}
+
+func withLoopback(args []string) []string { return append(append([]string(nil), loopback...), args...) }
+
 // bin is the delugefs binary built once for the tests that run it as a
 // user would.
 var bin string
@@ -81,7 +87,7 @@ func TestWrongUse(t *testing.T) {
 		{"bad log level", []string{"--id", "bigstore", "--root", vol, "--log-level", "loud"}, "--log-level"},
 	}
 	for _, tt := range tests {
-		cmd := exec.Command(bin, tt.args...)
+		cmd := exec.Command(bin, withLoopback(tt.args)...)
 		out, err := cmd.CombinedOutput()
 		ee, ok := err.(*exec.ExitError)
 		if !ok || ee.ExitCode() == 0 {
@@ -105,7 +111,7 @@ type daemon struct {
 
 func start(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(bin, args...), done: make(chan error, 1), lines: make(chan string, 1000)}
+	d := &daemon{cmd: exec.Command(bin, withLoopback(args)...), done: make(chan error, 1), lines: make(chan string, 1000)}
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +194,7 @@ func TestRunMountWriteSignal(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A second process on the same mount point is refused: busy.
-	out, err := exec.Command(bin, "--id", "bigstore", "--root", filepath.Join(dir, "other"), "--mount", mnt).CombinedOutput()
+	out, err := exec.Command(bin, withLoopback([]string{"--id", "bigstore", "--root", filepath.Join(dir, "other"), "--mount", mnt})...).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "busy") && !strings.Contains(string(out), "not a DelugeFS volume") {
 		t.Errorf("second mount on a live mount point: %v %s", err, out)
 	}

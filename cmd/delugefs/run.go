@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
+	"time"
 
-	"github.com/delugefs/delugefs/actors"
-	"github.com/delugefs/delugefs/bt/swarm"
+	"github.com/delugefs/delugefs/cluster/discovery"
 	"github.com/delugefs/delugefs/fs"
 	"github.com/delugefs/delugefs/fs/mount"
 	"github.com/delugefs/delugefs/node"
+	"github.com/delugefs/delugefs/volume"
 )
 
 // run is the table of contents of a DelugeFS process: open the node, start
@@ -30,50 +29,47 @@ func run(ctx context.Context, cfg *config, stdout io.Writer, log *slog.Logger) e
 		}
 	}
 
-	// One BitTorrent listener per process routes inbound connections to the
-	// swarms of every node in it.
-	swarms := swarm.NewRegistry()
-	sock, err := net.Listen("tcp", cfg.listen)
-	if err != nil {
-		return usageError{fmt.Errorf("--listen %s: %w", cfg.listen, err)}
-	}
-	ln := swarm.NewListener(sock, swarms, log)
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	btPort, _ := strconv.Atoi(port)
-
-	n, err := node.Open(cfg.root, cfg.id, node.Options{
-		Create: cfg.create,
-		Log:    log,
-		Swarms: node.SwarmOptions{Registry: swarms, ListenPort: btPort},
+	v, err := volume.Open(ctx, volume.Options{
+		ID:         cfg.id,
+		Roots:      cfg.roots,
+		Create:     cfg.create,
+		Key:        cfg.key,
+		Listen:     cfg.listen,
+		API:        cfg.api,
+		Peers:      cfg.peers,
+		MDNS:       cfg.mdns,
+		Network:    discovery.Network{Interfaces: cfg.mdnsIfaces},
+		NoPeerWait: cfg.readWait,
+		Log:        log,
 	})
 	if err != nil {
-		sock.Close()
 		return usageOrRuntime(err)
 	}
-	defer n.Close()
+	// Start runs the volume supervisor: the nodes, the listener, the API,
+	// discovery and the sync; a joining node clones the namespace first.
+	if err := v.Start(ctx); err != nil {
+		return usageOrRuntime(err)
+	}
+	n := v.Primary()
+	for _, n := range v.Nodes {
+		fmt.Fprintf(stdout, "delugefs: volume %s, node %s, root %s\n", n.Config.VolumeID, n.Config.NodeID, n.Root)
+	}
+	fmt.Fprintf(stdout, "delugefs: bittorrent on %s\n", v.BTAddr())
+	fmt.Fprintf(stdout, "delugefs: api on %s\n", v.APIAddr())
+	rt, rterr := writeRuntime(v)
+	if rterr != nil {
+		log.Warn("runtime file (delugefs status finds the process by it)", "err", rterr)
+	}
+	defer removeRuntime(rt)
 
-	// The volume supervisor runs the node(s); the mount is started after the
-	// node and stopped before it, so every flush the kernel sends at unmount
-	// still finds the namespace actor alive.
-	volume := actors.NewSupervisor("volume "+cfg.id, log)
-	volume.Add(actors.Critical(actors.Func("node "+n.Config.NodeID, n.Serve)))
-	volume.Add(actors.Func("bittorrent listener", ln.Serve))
-	vctx, stopVolume := context.WithCancel(context.Background())
-	defer stopVolume()
-	volumeDone := make(chan error, 1)
-	go func() { volumeDone <- actors.Run(vctx, volume) }() // waited for below
-
-	fmt.Fprintf(stdout, "delugefs: volume %s, node %s, root %s\n", n.Config.VolumeID, n.Config.NodeID, n.Root)
-	fmt.Fprintf(stdout, "delugefs: bittorrent on %s\n", ln.Addr())
 	var mp *mount.Point
 	if mountDir != "" {
-		fsys := fs.New(n.Repo, n.Store, fs.Options{Logger: log, Remote: n.Swarms})
+		fsys := fs.New(n.Repo, n.Store, fs.Options{Logger: log, Remote: n.Swarms, Cluster: v, RemoteTimeout: cfg.readWait + 20*time.Second})
 		mo := fs.MountConfig(fs.MountOptions{AllowOther: cfg.allowOther, Debug: cfg.debugFUSE})
 		mo.Name = "delugefs:" + cfg.id
 		mp, err = mount.Mount(mountDir, fsys, mo)
 		if err != nil {
-			stopVolume()
-			<-volumeDone
+			v.Stop()
 			return fmt.Errorf("mount %s: %w", mountDir, err)
 		}
 		fmt.Fprintf(stdout, "delugefs: mounted at %s\n", mountDir)
@@ -87,21 +83,24 @@ func run(ctx context.Context, cfg *config, stdout io.Writer, log *slog.Logger) e
 	select {
 	case <-ctx.Done():
 		log.Info("stopping", "cause", context.Cause(ctx))
-	case runErr = <-volumeDone:
-		volumeDone <- runErr // let the wait below see it too
+	case <-v.Done():
+		runErr = v.Err()
 		if runErr == nil {
 			runErr = errors.New("the node stopped")
 		}
 	case <-unmounted:
 		log.Warn("the mount was unmounted from outside; stopping", "dir", mountDir)
 	}
+	// The mount is stopped before the nodes, so every flush the kernel
+	// sends at unmount still finds the namespace actor alive.
 	if mp != nil {
 		if err := mp.Unmount(); err != nil {
 			runErr = errors.Join(runErr, fmt.Errorf("unmount %s: %w", mountDir, err))
 		}
 	}
-	stopVolume()
-	<-volumeDone
+	if err := v.Stop(); err != nil {
+		runErr = errors.Join(runErr, err)
+	}
 	return runErr
 }
 
@@ -134,7 +133,7 @@ func checkMountPoint(dir string) (string, error) {
 // usageOrRuntime marks the errors of node.Open that come from how the
 // command was called.
 func usageOrRuntime(err error) error {
-	for _, e := range []error{node.ErrNotVolume, node.ErrWrongID, node.ErrNotEmpty, node.ErrBadID, node.ErrLocked} {
+	for _, e := range []error{volume.ErrUsage, node.ErrNotVolume, node.ErrWrongID, node.ErrNotEmpty, node.ErrBadID, node.ErrLocked} {
 		if errors.Is(err, e) {
 			return usageError{err}
 		}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/delugefs/delugefs/cluster/discovery/netnstest"
+)
+
+// clusterHost is one delugefs process with a mount, in a host of its own.
+type clusterHost struct {
+	name string
+	h    *netnstest.Host
+	root string
+	mnt  string
+	p    *netnstest.Proc
+}
+
+// startOn starts delugefs on host h (extra flags after the common ones)
+// and waits until it has mounted.
+func startOn(t *testing.T, nw *netnstest.Net, ch *clusterHost, extra ...string) {
+	t.Helper()
+	args := append([]string{"--id", "bigstore", "--root", ch.root, "--mount", ch.mnt, "--read-wait", "3s", "--log-level", "debug"}, extra...)
+	ch.p = nw.Start(ch.h.Command(context.Background(), bin, args...))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := ch.p.WaitLine(ctx, func(l string) bool { return strings.Contains(l, "mounted at") }); err != nil {
+		t.Fatalf("%s: not mounted: %v", ch.name, err)
+	}
+}
+
+// lazyUnmount detaches a mount left by a killed process.
+func lazyUnmount(dir string) {
+	exec.Command("fusermount3", "-u", "-z", dir).Run()
+	exec.Command("umount", "-l", dir).Run()
+}
+
+// eventually polls cond until it returns nil or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s: %v", d, what, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+func sameFile(path string, want []byte) error {
+	got, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(got, want) {
+		return errors.New(path + ": contents differ")
+	}
+	return nil
+}
+
+func listing(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// TestClusterThreeHosts runs three delugefs processes, each with a mount,
+// in three network namespaces joined by a bridge, found by real multicast
+// mDNS (no --peer), and checks with ordinary file operations on the
+// mounts: a file written on A is listed and read byte-exact on B and C; a
+// mv on B and an edit on C of one file merge (both kept); a stream on B
+// goes on when A is killed mid-read because C holds a copy; a read with
+// no copy left fails with EIO instead of hanging; a restarted node
+// catches up.
+func TestClusterThreeHosts(t *testing.T) {
+	nw := netnstest.New(t, 3)
+	hosts := make([]*clusterHost, 3)
+	for i, name := range []string{"A", "B", "C"} {
+		dir := t.TempDir()
+		hosts[i] = &clusterHost{name: name, h: nw.Hosts[i], root: filepath.Join(dir, "root"), mnt: filepath.Join(dir, "mnt")}
+		if err := os.Mkdir(hosts[i].mnt, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lazyUnmount(hosts[i].mnt) }) // before TempDir's removal
+	}
+	a, b, c := hosts[0], hosts[1], hosts[2]
+	startOn(t, nw, a, "--create")
+	key, err := exec.Command(bin, "key", "--root", a.root).Output()
+	if err != nil {
+		t.Fatalf("delugefs key: %v", err)
+	}
+	k := strings.TrimSpace(string(key))
+	startOn(t, nw, b, "--key", k)
+	startOn(t, nw, c, "--key", k)
+
+	// A file written on A is listed and read byte-exact on B and C.
+	film := make([]byte, 24<<20+4321)
+	rand.Read(film)
+	if err := os.WriteFile(filepath.Join(a.mnt, "film.mkv"), film, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*clusterHost{b, c} {
+		eventually(t, 15*time.Second, "film.mkv listed on "+h.name, func() error {
+			_, err := os.Stat(filepath.Join(h.mnt, "film.mkv"))
+			return err
+		})
+		if err := sameFile(filepath.Join(h.mnt, "film.mkv"), film); err != nil {
+			t.Fatalf("%s: %v", h.name, err)
+		}
+	}
+
+	// A mv on B and an edit on C of the same file: both kept, on every host.
+	old := []byte("the first version\n")
+	edited := []byte("the version C edited\n")
+	if err := os.WriteFile(filepath.Join(a.mnt, "doc.txt"), old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*clusterHost{b, c} {
+		eventually(t, 15*time.Second, "doc.txt on "+h.name, func() error { return sameFile(filepath.Join(h.mnt, "doc.txt"), old) })
+	}
+	// Cut C off so that the two changes are concurrent, then bring it back.
+	if err := c.h.Cut(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(b.mnt, "doc.txt"), filepath.Join(b.mnt, "renamed.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(c.mnt, "doc.txt"), edited, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.h.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		eventually(t, 30*time.Second, "the merge on "+h.name, func() error {
+			if err := sameFile(filepath.Join(h.mnt, "renamed.txt"), old); err != nil {
+				return err
+			}
+			return sameFile(filepath.Join(h.mnt, "doc.txt"), edited)
+		})
+	}
+	eventually(t, 15*time.Second, "the same listing everywhere", func() error {
+		la, err := listing(a.mnt)
+		if err != nil {
+			return err
+		}
+		for _, h := range []*clusterHost{b, c} {
+			l, err := listing(h.mnt)
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(l, la) {
+				return errors.New(h.name + ": " + strings.Join(l, ",") + " vs A: " + strings.Join(la, ","))
+			}
+		}
+		return nil
+	})
+
+	// C already holds film.mkv (it read it whole). B streams it again from
+	// the start; A is killed mid-read; the stream goes on from C.
+	big := make([]byte, 48<<20+17)
+	rand.Read(big)
+	if err := os.WriteFile(filepath.Join(a.mnt, "big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "big.bin on C", func() error { return sameFile(filepath.Join(c.mnt, "big.bin"), big) })
+	eventually(t, 15*time.Second, "big.bin listed on B", func() error {
+		_, err := os.Stat(filepath.Join(b.mnt, "big.bin"))
+		return err
+	})
+	f, err := os.Open(filepath.Join(b.mnt, "big.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, len(big))
+	if _, err := io.ReadFull(f, got[:4<<20]); err != nil {
+		t.Fatalf("B's first 4 MiB: %v", err)
+	}
+	a.p.Kill()
+	if _, err := io.ReadFull(f, got[4<<20:]); err != nil {
+		t.Fatalf("B's stream after A died: %v", err)
+	}
+	if !bytes.Equal(got, big) {
+		t.Fatal("B's stream differs from what A wrote")
+	}
+	lazyUnmount(a.mnt)
+
+	// A file only C holds; C is killed; B's read fails with EIO, in
+	// bounded time, and the mount still answers.
+	lonely := make([]byte, 2<<20)
+	rand.Read(lonely)
+	if err := os.WriteFile(filepath.Join(c.mnt, "lonely.bin"), lonely, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "lonely.bin listed on B", func() error {
+		_, err := os.Stat(filepath.Join(b.mnt, "lonely.bin"))
+		return err
+	})
+	c.p.Kill()
+	lazyUnmount(c.mnt)
+	start := time.Now()
+	_, err = os.ReadFile(filepath.Join(b.mnt, "lonely.bin"))
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("read with no copy left: %v, want EIO", err)
+	}
+	if d := time.Since(start); d > 40*time.Second {
+		t.Errorf("EIO took %v", d)
+	}
+	if _, err := listing(b.mnt); err != nil {
+		t.Fatalf("B's mount after the EIO: %v", err)
+	}
+
+	// A restarts and catches up with what changed while it was down.
+	startOn(t, nw, a)
+	eventually(t, 20*time.Second, "A catches up", func() error {
+		_, err := os.Stat(filepath.Join(a.mnt, "lonely.bin"))
+		return err
+	})
+	if err := sameFile(filepath.Join(a.mnt, "doc.txt"), edited); err != nil {
+		t.Fatal(err)
+	}
+}

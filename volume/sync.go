@@ -52,7 +52,7 @@ func (v *Volume) clone(ctx context.Context) error {
 // candidates returns the API addresses of the peers known now: given by
 // hand first, then found.
 func (v *Volume) candidates() []string {
-	out := slicesClone(v.opts.Peers)
+	out := slicesClone(v.joinFrom)
 	seen := map[string]bool{}
 	for _, p := range out {
 		seen[p] = true

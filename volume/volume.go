@@ -94,7 +94,8 @@ type Volume struct {
 	syncers    []*nsync.Syncer
 	infos      []*infoIndex // per node: blobs by info-hash, from its snapshot
 
-	joining bool // the primary is new: Start clones the namespace first
+	joining  bool     // the primary is new: Start clones the namespace first
+	joinFrom []string // API addresses of the peers found for the clone
 
 	runMu   sync.Mutex
 	cancel  context.CancelFunc
@@ -206,6 +207,7 @@ func Open(ctx context.Context, o Options) (_ *Volume, err error) {
 				ErrNoPeer, o.ID, how)
 		}
 		v.joining = true
+		v.joinFrom = cands
 	default:
 		c, err := node.LoadConfig(roots[0], o.ID)
 		if err != nil {

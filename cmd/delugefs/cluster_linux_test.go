@@ -121,14 +121,13 @@ func TestClusterThreeHosts(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(a.mnt, "film.mkv"), film, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// (The create is in the namespace before the close, so a peer may
+	// list the file empty for a moment: the contents arrive with the
+	// close's commit.)
 	for _, h := range []*clusterHost{b, c} {
-		eventually(t, 15*time.Second, "film.mkv listed on "+h.name, func() error {
-			_, err := os.Stat(filepath.Join(h.mnt, "film.mkv"))
-			return err
+		eventually(t, 15*time.Second, "film.mkv read byte-exact on "+h.name, func() error {
+			return sameFile(filepath.Join(h.mnt, "film.mkv"), film)
 		})
-		if err := sameFile(filepath.Join(h.mnt, "film.mkv"), film); err != nil {
-			t.Fatalf("%s: %v", h.name, err)
-		}
 	}
 
 	// A mv on B and an edit on C of the same file: both kept, on every host.
@@ -186,8 +185,11 @@ func TestClusterThreeHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 15*time.Second, "big.bin on C", func() error { return sameFile(filepath.Join(c.mnt, "big.bin"), big) })
-	eventually(t, 15*time.Second, "big.bin listed on B", func() error {
-		_, err := os.Stat(filepath.Join(b.mnt, "big.bin"))
+	eventually(t, 15*time.Second, "big.bin listed whole on B", func() error {
+		fi, err := os.Stat(filepath.Join(b.mnt, "big.bin"))
+		if err == nil && fi.Size() != int64(len(big)) {
+			return errors.New("not its final size yet")
+		}
 		return err
 	})
 	f, err := os.Open(filepath.Join(b.mnt, "big.bin"))
@@ -215,8 +217,11 @@ func TestClusterThreeHosts(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(c.mnt, "lonely.bin"), lonely, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "lonely.bin listed on B", func() error {
-		_, err := os.Stat(filepath.Join(b.mnt, "lonely.bin"))
+	eventually(t, 15*time.Second, "lonely.bin listed whole on B", func() error {
+		fi, err := os.Stat(filepath.Join(b.mnt, "lonely.bin"))
+		if err == nil && fi.Size() != int64(len(lonely)) {
+			return errors.New("not its final size yet")
+		}
 		return err
 	})
 	c.p.Kill()

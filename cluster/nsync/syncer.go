@@ -17,25 +17,16 @@ import (
 
 	"github.com/delugefs/delugefs/actors"
 	"github.com/delugefs/delugefs/api"
-	"github.com/delugefs/delugefs/meta/merge"
+	"github.com/delugefs/delugefs/meta"
 )
 
-// IntegrateResult is what Repo.Integrate reports (it mirrors
-// meta.IntegrateResult).
-type IntegrateResult struct {
-	// Head is our head after the integration.
-	Head plumbing.Hash
-	// Changed says our head moved.
-	Changed bool
-	// Announce says the new head is a commit we made (a canonical merge)
-	// that peers should hear of; false for a fast-forward to the peer's
-	// head or no change ("announce only what you made").
-	Announce bool
-	// Events are what the merge did (conflicts kept, deletes overruled).
-	Events []merge.Event
-}
+// IntegrateResult is what Repo.Integrate reports: our head afterwards,
+// whether it moved, and whether it is a merge we made that peers should
+// hear of (false for a fast-forward to the peer's head).
+type IntegrateResult = meta.IntegrateResult
 
-// Repo is what a Syncer needs of the node's namespace (meta.Repo).
+// Repo is what a Syncer needs of the node's namespace; *meta.Repo
+// implements it.
 type Repo interface {
 	// Head is our namespace commit.
 	Head() plumbing.Hash
@@ -46,6 +37,8 @@ type Repo interface {
 	// (objects received over ours), into our namespace.
 	Integrate(ctx context.Context, head plumbing.Hash, src storer.EncodedObjectStorer) (IntegrateResult, error)
 }
+
+var _ Repo = (*meta.Repo)(nil)
 
 // Defaults of Config's zero fields.
 const (

@@ -109,11 +109,17 @@ func (r *Repo) integrate(ctx context.Context, h plumbing.Hash, src storer.Encode
 		r.stats.integrations.Add(1)
 		return res, nil
 	}
+	fail := func(err error) (IntegrateResult, error) {
+		if errors.Is(err, errBadCommit) && !errors.Is(err, ErrBadRemote) {
+			err = fmt.Errorf("%w: %w", ErrBadRemote, err)
+		}
+		return res, fmt.Errorf("meta: integrate %s: %w", h, err)
+	}
 	rd := newReader(r, src)
 	if !cur.head.IsZero() && r.hasOwn(h) {
 		anc, err := r.graph.isAncestor(rd, h, cur.head)
 		if err != nil {
-			return res, fmt.Errorf("meta: integrate %s: %w", h, err)
+			return fail(err)
 		}
 		if anc {
 			r.stats.integrations.Add(1)
@@ -121,7 +127,7 @@ func (r *Repo) integrate(ctx context.Context, h plumbing.Hash, src storer.Encode
 		}
 	}
 	if err := rd.importCommits(ctx, h); err != nil {
-		return res, fmt.Errorf("meta: integrate %s: %w", h, err)
+		return fail(err)
 	}
 	target := h
 	var merged *mergeOut
@@ -129,26 +135,26 @@ func (r *Repo) integrate(ctx context.Context, h plumbing.Hash, src storer.Encode
 	if !ff {
 		var err error
 		if ff, err = r.graph.isAncestor(rd, cur.head, h); err != nil {
-			return res, fmt.Errorf("meta: integrate %s: %w", h, err)
+			return fail(err)
 		}
 	}
 	if !ff {
 		fa, err := r.graph.frontier(rd, cur.head)
 		if err != nil {
-			return res, fmt.Errorf("meta: integrate %s: %w", h, err)
+			return fail(err)
 		}
 		fb, err := r.graph.frontier(rd, h)
 		if err != nil {
-			return res, fmt.Errorf("meta: integrate %s: %w", h, err)
+			return fail(err)
 		}
 		f, err := r.graph.maximal(rd, append(append([]plumbing.Hash(nil), fa...), fb...))
 		if err != nil {
-			return res, fmt.Errorf("meta: integrate %s: %w", h, err)
+			return fail(err)
 		}
 		if len(f) == 1 {
 			target = f[0]
 		} else if merged, err = rd.canonical(ctx, f, cur.root); err != nil {
-			return res, fmt.Errorf("meta: integrate %s: %w", h, err)
+			return fail(err)
 		} else {
 			target = merged.id
 		}
@@ -169,11 +175,11 @@ func (r *Repo) integrate(ctx context.Context, h plumbing.Hash, src storer.Encode
 	} else {
 		tc, err := r.graph.get(rd, target)
 		if err != nil {
-			return res, fmt.Errorf("meta: integrate %s: %w", h, err)
+			return fail(err)
 		}
 		b := builder{rd: rd}
 		if req.root, err = b.adopt(cur.root, tc.tree, "", 0); err != nil {
-			return res, fmt.Errorf("meta: integrate %s: %w", h, err)
+			return fail(err)
 		}
 		req.gen = tc.gen
 	}
@@ -601,7 +607,10 @@ func (rd *reader) leaf(h plumbing.Hash, kind Kind, mode filemode.FileMode) (*nod
 		return n, nil
 	}
 	t, data, err := rd.get(h)
-	if err == nil && t != plumbing.BlobObject {
+	if err != nil {
+		return nil, err
+	}
+	if t != plumbing.BlobObject {
 		err = fmt.Errorf("%s is a %v, not a blob", h, t)
 	}
 	var n *node
@@ -609,10 +618,9 @@ func (rd *reader) leaf(h plumbing.Hash, kind Kind, mode filemode.FileMode) (*nod
 		n, err = decodeLeaf(data, kind, mode)
 	}
 	if err != nil {
-		if _, imp := rd.imported[h]; imp {
-			return nil, fmt.Errorf("%w: %v %s: %v", ErrBadRemote, kind, h, err)
-		}
-		return nil, fmt.Errorf("%v %s: %w", kind, h, err)
+		// Only a peer's tree references an object as what it is not
+		// (ours were checked when they were written, or skipped by Open).
+		return nil, fmt.Errorf("%w: %v %s: %v", ErrBadRemote, kind, h, err)
 	}
 	n.oid = h
 	rd.leaves[key] = n
@@ -630,11 +638,11 @@ func (rd *reader) tree(h plumbing.Hash) (*dirTree, error) {
 		return nil, err
 	}
 	if t != plumbing.TreeObject {
-		return nil, fmt.Errorf("%s is a %v, not a tree", h, t)
+		return nil, fmt.Errorf("%w: %s is a %v, not a tree", ErrBadRemote, h, t)
 	}
 	dt, err := parseDirTree(data, false)
 	if err != nil {
-		return nil, fmt.Errorf("tree %s: %w", h, err)
+		return nil, fmt.Errorf("%w: tree %s: %v", ErrBadRemote, h, err)
 	}
 	rd.trees[h] = dt
 	return dt, nil

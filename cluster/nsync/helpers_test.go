@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +25,9 @@ import (
 )
 
 const testVolume = "vol"
+
+// quiet drops the Syncers' logs (merge events, peers added) in tests.
+var quiet = slog.New(slog.DiscardHandler)
 
 // peer is a served meta repository behind a real api.Server on loopback.
 type peer struct {
@@ -117,8 +122,15 @@ func (p *peer) write(t *testing.T, seed uint64, names ...string) {
 
 // serveHTTP serves h on 127.0.0.1 until the test ends and returns its URL.
 func serveHTTP(t *testing.T, h http.Handler) string {
+	base, _ := startHTTP(t, h, "127.0.0.1:0")
+	return base
+}
+
+// startHTTP serves h on addr until the test ends or stop is called, and
+// returns its URL.
+func startHTTP(t *testing.T, h http.Handler, addr string) (base string, stop func()) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,11 +140,15 @@ func serveHTTP(t *testing.T, h http.Handler) string {
 		defer close(done)
 		srv.Serve(ln)
 	}()
-	t.Cleanup(func() {
-		srv.Close()
-		<-done
-	})
-	return "http://" + ln.Addr().String()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			srv.Close()
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return "http://" + ln.Addr().String(), stop
 }
 
 // treeDigest hashes every file under dir (names, sizes, contents), to show

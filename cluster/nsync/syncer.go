@@ -12,8 +12,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/storer"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/delugefs/delugefs/actors"
 	"github.com/delugefs/delugefs/api"
@@ -47,6 +50,10 @@ const (
 	DefaultMinBackoff    = 500 * time.Millisecond
 	DefaultMaxBackoff    = time.Minute
 )
+
+// maxMissed bounds the fetches made again, MinBackoff apart, when a peer
+// advertises another head than the one it just announced.
+const maxMissed = 3
 
 // maxNotices bounds the peers whose notices wait in the inbox; notices
 // from further node ids are dropped (anti-entropy catches up).
@@ -195,6 +202,8 @@ type peerState struct {
 
 	head       plumbing.Hash // last head advertised or announced
 	integrated plumbing.Hash // last head fetched and integrated (or held)
+	want       plumbing.Hash // head of the last notice, until we hold it
+	missed     int           // fetches since that notice that did not bring it
 }
 
 // New returns a Syncer with no peers.
@@ -321,6 +330,8 @@ type fetchDone struct {
 	res        IntegrateResult
 	bytes      int64
 	objects    int
+	want       plumbing.Hash // the announced head the fetch was for
+	missed     bool          // the peer advertised another head; we lack want
 	err        error
 }
 
@@ -353,8 +364,13 @@ func (s *Syncer) Serve(ctx context.Context) error {
 		p.fetching, p.notifying, p.notifyNext = false, false, plumbing.ZeroHash
 	}
 	l.inbox()
+	// Our head may have changed while no Serve ran. Announce it, but
+	// forget having done so: Repo.Head may be ahead of what git readers
+	// see until the repository flushes, and the Watch that follows the
+	// flush must announce it again.
 	s.announced = plumbing.ZeroHash
 	l.announce()
+	s.announced = plumbing.ZeroHash
 	for _, p := range s.peers {
 		l.want(p)
 	}
@@ -502,6 +518,7 @@ func (l *loop) notice(n api.Notice) {
 		l.addPeer(n.Node, "http://"+n.Addr)
 	}
 	p.head = n.Head
+	p.want, p.missed = n.Head, 0
 	s.mu.Lock()
 	s.pstats[p.node].Head = n.Head
 	s.mu.Unlock()
@@ -540,12 +557,12 @@ func (l *loop) start(p *peerState) {
 		Known: known, Haves: haves, Limits: s.cfg.Limits,
 		MaxHaves: s.cfg.MaxHaves, Timeout: s.cfg.FetchTimeout,
 	}
-	client := p.client
+	client, want := p.client, p.want
 	l.wg.Add(1)
 	go func() { // ends when the fetch ends (bounded by FetchTimeout and ctx)
 		defer l.wg.Done()
-		d := s.fetch(l.ctx, p.node, client, opts)
-		d.p = p
+		d := s.fetch(l.ctx, p.node, client, opts, want)
+		d.p, d.want = p, want
 		select {
 		case l.fetched <- d:
 		case <-l.ctx.Done():
@@ -553,8 +570,10 @@ func (l *loop) start(p *peerState) {
 	}()
 }
 
-// fetch fetches from a peer and integrates its head (in a worker).
-func (s *Syncer) fetch(ctx context.Context, node string, c *api.Client, opts Options) fetchDone {
+// fetch fetches from a peer and integrates its head (in a worker). want
+// is the head the peer last announced: when the peer advertised another
+// one, missed says whether our repository lacks want afterwards.
+func (s *Syncer) fetch(ctx context.Context, node string, c *api.Client, opts Options, want plumbing.Hash) (d fetchDone) {
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	f, err := Fetch(ctx, c, s.cfg.GitDir, opts)
@@ -562,7 +581,12 @@ func (s *Syncer) fetch(ctx context.Context, node string, c *api.Client, opts Opt
 		return fetchDone{err: err}
 	}
 	defer f.Close()
-	d := fetchDone{head: f.Head, skipped: f.Skipped, bytes: f.Bytes, objects: f.Objects}
+	defer func() {
+		if d.err == nil && !want.IsZero() && want != f.Head && want != s.cfg.Repo.Head() {
+			d.missed = !holds(s.cfg.GitDir, want)
+		}
+	}()
+	d = fetchDone{head: f.Head, skipped: f.Skipped, bytes: f.Bytes, objects: f.Objects}
 	if f.Skipped {
 		return d
 	}
@@ -676,12 +700,24 @@ func (l *loop) fetchEnded(d fetchDone) {
 		p.integrated = d.head
 		l.hold(d.head)
 	}
+	switch {
+	case d.want != p.want:
+	case !d.missed:
+		p.want = plumbing.ZeroHash
+	case p.missed < maxMissed:
+		// The peer announced a head it did not advertise yet (its
+		// repository had not written it): look again soon.
+		p.missed++
+		p.again, p.retryAt = true, now.Add(s.cfg.MinBackoff)
+	default:
+		p.want = plumbing.ZeroHash // anti-entropy will do
+	}
 	if d.integrated {
 		for _, e := range d.res.Events {
 			s.log.Info("nsync: merge", "peer", p.node, "event", e.String())
 		}
 	}
-	if p.again {
+	if p.again && !now.Before(p.retryAt) {
 		l.start(p)
 	}
 }
@@ -785,4 +821,11 @@ func jitter(d time.Duration) time.Duration {
 		return 0
 	}
 	return rand.N(d)
+}
+
+// holds says whether the repository at gitDir holds the object h.
+func holds(gitDir string, h plumbing.Hash) bool {
+	sto := filesystem.NewStorage(osfs.New(gitDir), cache.NewObjectLRU(1<<20))
+	defer sto.Close()
+	return sto.HasEncodedObject(h) == nil
 }

@@ -73,6 +73,7 @@ func newFakeNode(t *testing.T, id, key string, tune func(*Config)) *fakeNode {
 		Node: id, Addr: n.addr, Volume: testVolume, Key: key, GitDir: n.repo.dir, Repo: n.repo,
 		Interval: time.Hour, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 		FetchTimeout: 5 * time.Second, NotifyTimeout: time.Second,
+		Logger:    quiet,
 		OnFailure: func(string, error) { n.failed.Add(1) },
 	}
 	if tune != nil {

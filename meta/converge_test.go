@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 
 	"github.com/delugefs/delugefs/bt"
 	"github.com/delugefs/delugefs/meta"
@@ -64,7 +65,20 @@ func (s *convSim) broadcast(from int) {
 
 func (s *convSim) deliver(m message) {
 	p, from := s.peers[m.to], s.peers[m.from]
-	res, err := p.Integrate(context.Background(), m.head, from.src(s.t))
+	// Mostly a fast reader of the source's packs; go-git's storage (slow
+	// to load its indexes) now and then.
+	var src storer.EncodedObjectStorer
+	if s.r.IntN(8) == 0 {
+		src = from.src(s.t)
+	} else {
+		var done func()
+		var err error
+		if src, done, err = meta.PackStorer(from.dir); err != nil {
+			s.fatalf("open %s: %v", from.dir, err)
+		}
+		defer done()
+	}
+	res, err := p.Integrate(context.Background(), m.head, src)
 	if err != nil {
 		s.fatalf("%s integrates %s from %s: %v", p.node, m.head, from.node, err)
 	}

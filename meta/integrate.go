@@ -13,12 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/storer"
-	"github.com/go-git/go-git/v5/storage/filesystem"
 
 	"github.com/delugefs/delugefs/meta/merge"
 )
@@ -212,18 +209,16 @@ func (r *Repo) integrate(ctx context.Context, h plumbing.Hash, src storer.Encode
 
 // Reading our own objects (in the actor).
 
-// ownStore returns the actor's go-git storage, its pack indexes reloaded
+// ownPacks returns the actor's reader of our packs, listing them again
 // when packs were written, merged or removed since the last call.
-func (r *Repo) ownStore() *filesystem.Storage {
-	if r.objs == nil {
-		r.objs = filesystem.NewStorageWithOptions(osfs.New(r.gitDir), cache.NewObjectLRU(8<<20),
-			filesystem.Options{MaxOpenDescriptors: 32})
-		r.objsGen = r.w.packGen
-	} else if r.objsGen != r.w.packGen {
-		r.objs.ObjectStorage.Reindex()
-		r.objsGen = r.w.packGen
+func (r *Repo) ownPacks() (*packSet, error) {
+	if r.packs == nil {
+		r.packs = newPackSet(r.gitDir)
 	}
-	return r.objs
+	if err := r.packs.refresh(r.w.packGen); err != nil {
+		return nil, fmt.Errorf("list packs: %w", err)
+	}
+	return r.packs, nil
 }
 
 // hasOwn reports whether the repository holds object h (written or
@@ -232,7 +227,8 @@ func (r *Repo) hasOwn(h plumbing.Hash) bool {
 	if r.w.has(h) {
 		return true
 	}
-	return r.ownStore().HasEncodedObject(h) == nil
+	ps, err := r.ownPacks()
+	return err == nil && ps.has(h)
 }
 
 // maxOwnObject bounds an object read from our own repository.
@@ -243,29 +239,15 @@ func (r *Repo) readOwn(h plumbing.Hash) (plumbing.ObjectType, []byte, error) {
 	if i, ok := r.w.ids[h]; ok {
 		return r.w.pendingObject(i, 0)
 	}
-	st := r.ownStore()
-	o, err := st.EncodedObject(plumbing.AnyObject, h)
-	if err != nil && !errors.Is(err, plumbing.ErrObjectNotFound) {
-		// A pack may have gone (merged) under an old index.
-		st.ObjectStorage.Reindex()
-		o, err = st.EncodedObject(plumbing.AnyObject, h)
+	ps, err := r.ownPacks()
+	if err != nil {
+		return 0, nil, err
 	}
+	t, data, err := ps.read(h, 0)
 	if err != nil {
 		return 0, nil, fmt.Errorf("read object %s: %w", h, err)
 	}
-	if o.Size() > maxOwnObject {
-		return 0, nil, fmt.Errorf("read object %s: %d bytes", h, o.Size())
-	}
-	rd, err := o.Reader()
-	if err != nil {
-		return 0, nil, fmt.Errorf("read object %s: %w", h, err)
-	}
-	defer rd.Close()
-	data, err := io.ReadAll(rd)
-	if err != nil {
-		return 0, nil, fmt.Errorf("read object %s: %w", h, err)
-	}
-	return o.Type(), data, nil
+	return t, data, nil
 }
 
 // pendingObject returns the type and contents of the pending object at

@@ -111,12 +111,10 @@ type Repo struct {
 	// lazy holds lazy updates published but not yet committed.
 	lazy lazyState
 
-	// objs reads objects for the actor (Integrate); graph caches commits.
-	// Both are owned by the actor. objsGen is the w.packGen objs's pack
-	// indexes were loaded at.
-	objs    *filesystem.Storage
-	objsGen uint64
-	graph   *graph
+	// packs reads our objects for the actor (Integrate); graph caches
+	// commits. Both are owned by the actor.
+	packs *packSet
+	graph *graph
 
 	stats struct {
 		commits, updates, objects atomic.Uint64
@@ -542,8 +540,8 @@ func (r *Repo) Close() error {
 
 func (r *Repo) closeFiles() error {
 	errs := []error{r.store.Close(), r.dirF.Close()}
-	if r.objs != nil {
-		errs = append(errs, r.objs.Close())
+	if r.packs != nil {
+		r.packs.close()
 	}
 	if r.j != nil {
 		errs = append(errs, r.j.f.Close())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -72,7 +73,16 @@ func (r *fakeRepo) heads() []plumbing.Hash {
 
 // setHead moves the branch and signals Watch; r.mu held.
 func (r *fakeRepo) setHead(h plumbing.Hash) error {
-	if err := r.sto.SetReference(plumbing.NewHashReference("refs/heads/main", h)); err != nil {
+	// Atomically, as meta does: go-git truncates and rewrites the file,
+	// and the API server may read it meanwhile.
+	ref := filepath.Join(r.dir, "refs", "heads", "main")
+	if err := os.MkdirAll(filepath.Dir(ref), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(ref+".tmp", []byte(h.String()+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(ref+".tmp", ref); err != nil {
 		return err
 	}
 	r.head = h
@@ -85,6 +95,24 @@ func (r *fakeRepo) setHead(h plumbing.Hash) error {
 
 // write commits name=content on top of the head.
 func (r *fakeRepo) write(t *testing.T, name, content string) plumbing.Hash {
+	t.Helper()
+	h := r.writeUnflushed(t, name, content)
+	r.flush(t)
+	return h
+}
+
+// flush moves the branch to the head and signals Watch.
+func (r *fakeRepo) flush(t *testing.T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.setHead(r.head); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeUnflushed commits name=content on top of the head, which moves,
+// but leaves the branch (what git readers see) where it was.
+func (r *fakeRepo) writeUnflushed(t *testing.T, name, content string) plumbing.Hash {
 	t.Helper()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -111,9 +139,7 @@ func (r *fakeRepo) write(t *testing.T, name, content string) plumbing.Hash {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.setHead(h); err != nil {
-		t.Fatal(err)
-	}
+	r.head = h
 	return h
 }
 

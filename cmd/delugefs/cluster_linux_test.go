@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/delugefs/delugefs/api"
 	"github.com/delugefs/delugefs/cluster/discovery/netnstest"
 )
 
@@ -24,6 +27,7 @@ type clusterHost struct {
 	h    *netnstest.Host
 	root string
 	mnt  string
+	api  string // as printed: [::]:PORT
 	p    *netnstest.Proc
 }
 
@@ -35,6 +39,11 @@ func startOn(t *testing.T, nw *netnstest.Net, ch *clusterHost, extra ...string) 
 	ch.p = nw.Start(ch.h.Command(context.Background(), bin, args...))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	line, err := ch.p.WaitLine(ctx, func(l string) bool { return strings.Contains(l, "api on ") })
+	if err != nil {
+		t.Fatalf("%s: no API address: %v", ch.name, err)
+	}
+	ch.api = line[strings.LastIndex(line, " ")+1:]
 	if _, err := ch.p.WaitLine(ctx, func(l string) bool { return strings.Contains(l, "mounted at") }); err != nil {
 		t.Fatalf("%s: not mounted: %v", ch.name, err)
 	}
@@ -115,6 +124,12 @@ func TestClusterThreeHosts(t *testing.T) {
 	startOn(t, nw, b, "--key", k)
 	startOn(t, nw, c, "--key", k)
 
+	// --create of a volume id live nodes use is refused.
+	out, err := c.h.Run(context.Background(), bin, "--create", "--id", "bigstore", "--root", filepath.Join(t.TempDir(), "r"))
+	if err == nil || !strings.Contains(string(out), "in use") || !strings.Contains(string(out), "bigstore") {
+		t.Fatalf("--create of a used id: %v\n%s", err, out)
+	}
+
 	// A file written on A is listed and read byte-exact on B and C.
 	film := make([]byte, 24<<20+4321)
 	rand.Read(film)
@@ -128,6 +143,37 @@ func TestClusterThreeHosts(t *testing.T) {
 		eventually(t, 15*time.Second, "film.mkv read byte-exact on "+h.name, func() error {
 			return sameFile(filepath.Join(h.mnt, "film.mkv"), film)
 		})
+	}
+
+	// delugefs status on B, as JSON: its two peers alive, the file.
+	_, port, _ := strings.Cut(b.api[strings.LastIndex(b.api, ":"):], ":")
+	eventually(t, 15*time.Second, "status on B", func() error {
+		out, err := b.h.Run(context.Background(), bin, "status", "--api", "127.0.0.1:"+port, "--root", b.root, "--json")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		var rep api.StatusReport
+		if err := json.Unmarshal(out, &rep); err != nil {
+			return err
+		}
+		if len(rep.Volumes) != 1 {
+			return fmt.Errorf("volumes: %s", out)
+		}
+		vs := rep.Volumes[0]
+		alive := 0
+		for _, p := range vs.Peers {
+			if p.Alive {
+				alive++
+			}
+		}
+		if alive != 2 || vs.Files != 1 || len(vs.Nodes) != 1 || vs.Nodes[0].Free == 0 {
+			return fmt.Errorf("status: %d peers alive, %d files: %s", alive, vs.Files, out)
+		}
+		return nil
+	})
+	out, err = b.h.Run(context.Background(), bin, "status", "--api", "127.0.0.1:"+port, "--root", b.root)
+	if err != nil || !strings.Contains(string(out), "film.mkv") && !strings.Contains(string(out), "bigstore") {
+		t.Fatalf("status as text: %v\n%s", err, out)
 	}
 
 	// A mv on B and an edit on C of the same file: both kept, on every host.

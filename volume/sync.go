@@ -10,11 +10,9 @@ import (
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/storer"
 
 	"github.com/delugefs/delugefs/api"
 	"github.com/delugefs/delugefs/cluster/nsync"
-	"github.com/delugefs/delugefs/meta"
 	"github.com/delugefs/delugefs/node"
 )
 
@@ -103,7 +101,7 @@ func (v *Volume) newSyncers() error {
 			Volume:   v.opts.ID,
 			Key:      n.Config.VolumeKey,
 			GitDir:   filepath.Join(n.Root, "meta.git"),
-			Repo:     metaRepo{n.Repo},
+			Repo:     n.Repo,
 			Interval: v.opts.AntiEntropy,
 			OnFailure: func(node string, err error) {
 				v.log.Debug("sync", "peer", node, "err", err)
@@ -159,12 +157,4 @@ func (v *Volume) fetchInto(ctx context.Context, c *api.Client, n *node.Node) (pl
 		return plumbing.ZeroHash, fmt.Errorf("integrate %s: %w", f.Head, err)
 	}
 	return res.Head, nil
-}
-
-// metaRepo adapts meta.Repo to nsync.Repo.
-type metaRepo struct{ *meta.Repo }
-
-func (r metaRepo) Integrate(ctx context.Context, head plumbing.Hash, src storer.EncodedObjectStorer) (nsync.IntegrateResult, error) {
-	res, err := r.Repo.Integrate(ctx, head, src)
-	return nsync.IntegrateResult{Head: res.Head, Changed: res.Changed, Announce: res.Announce, Events: res.Events}, err
 }

@@ -44,6 +44,8 @@
 // sentinels: ErrBadPack, ErrTooLarge, ErrIncomplete, ErrNoHead, and the api
 // package's ErrUnauthorized (wrong volume key), ErrNotFound, ErrServer.
 // A closed port fails at once; a silent peer fails at Options.Timeout.
+// Unreachable tells the failures of reaching a peer (refused, reset,
+// timed out) from those of a peer that answered wrongly.
 //
 // # Clone
 //
@@ -82,11 +84,16 @@
 // one more fetch when it ends. A notice of a head we hold or already
 // integrated does nothing. A failed fetch or integration is retried after
 // a backoff per peer (MinBackoff doubling to MaxBackoff, with jitter;
-// anti-entropy skips the peer until then) and reported to OnFailure (e.g.
-// discovery's PeerUnreachable); a notice from the peer ends its backoff,
-// since the peer has just shown it is alive. At start Serve announces our
-// head to every peer and fetches from each, so a restarted node catches up
-// without waiting for a change.
+// anti-entropy skips the peer until then) and reported to OnFailure (which
+// passes those for which Unreachable is true to discovery's
+// PeerUnreachable); a notice from the peer ends its backoff, since the
+// peer has just shown it is alive. A notice can name a head the peer does
+// not serve yet (meta.Repo.Head moves at the commit, the branch git
+// readers see at the flush just after): when the fetch finds an older
+// head and we lack the announced one, the peer is fetched from again
+// MinBackoff later, up to three times. At start Serve announces our head
+// to every peer (and again at the next Watch) and fetches from each, so a
+// restarted node catches up without waiting for a change.
 //
 // Stats counts fetches (skipped ones too), bytes, objects, integrations,
 // failures and notices, in all and per peer with the last sync time and

@@ -283,6 +283,10 @@ func receivePack(ctx context.Context, sess transport.UploadPackSession, ar *pack
 // httpError adds the api sentinel matching a go-git transport error, and
 // the context's error when the context ended.
 func httpError(ctx context.Context, err error) error {
+	var ue *plumbing.UnexpectedError
+	if errors.As(err, &ue) && ue.Err != nil {
+		err = ue.Err // it has no Unwrap
+	}
 	var he *githttp.Err
 	switch {
 	case errors.Is(err, transport.ErrAuthenticationRequired):
@@ -297,6 +301,17 @@ func httpError(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w", ctx.Err(), err)
 	}
 	return err
+}
+
+// Unreachable says whether err (from Fetch, Clone or a Syncer's
+// OnFailure) means the peer could not be reached or did not answer in
+// time (refused or reset connection, no route, timeout), as opposed to a
+// peer that answered wrongly (wrong token, bad pack, failed integration).
+func Unreachable(err error) bool {
+	var op *net.OpError
+	var ne net.Error
+	return errors.As(err, &op) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.As(err, &ne) && ne.Timeout()
 }
 
 // ourHaves lists the commits offered as "have": the hints we hold, then

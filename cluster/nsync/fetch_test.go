@@ -131,6 +131,9 @@ func TestFetchWrongToken(t *testing.T) {
 	if !strings.Contains(err.Error(), "wrong volume key") {
 		t.Errorf("error does not say what is wrong: %v", err)
 	}
+	if Unreachable(err) {
+		t.Errorf("Unreachable(%v)", err)
+	}
 	t.Logf("wrong token: %v", err)
 }
 
@@ -159,6 +162,7 @@ func TestFetchBadPeers(t *testing.T) {
 		}, Options{}, ErrBadPack},
 		{"truncated", func(b []byte) []byte { return b[:len(b)/2] }, Options{}, ErrBadPack},
 		{"truncated at a packet", func(b []byte) []byte { return b[:len(b)-4-25] }, Options{}, ErrBadPack},
+		{"server error", func([]byte) []byte { return nil }, Options{}, api.ErrServer},
 		{"oversize pack", nil, Options{Limits: Limits{PackBytes: 200}}, ErrTooLarge},
 		{"too many objects", nil, Options{Limits: Limits{Objects: 3}}, ErrTooLarge},
 		{"object too large", nil, Options{Limits: Limits{ObjectSize: 100}}, ErrTooLarge},
@@ -179,6 +183,9 @@ func TestFetchBadPeers(t *testing.T) {
 			}
 			if !strings.HasPrefix(err.Error(), "nsync: ") {
 				t.Errorf("error without the package prefix: %v", err)
+			}
+			if Unreachable(err) {
+				t.Errorf("Unreachable(%v)", err)
 			}
 			t.Logf("%v", err)
 		})
@@ -218,6 +225,9 @@ func TestFetchDeadPeer(t *testing.T) {
 		t.Fatal("fetch from a closed port succeeded")
 	} else {
 		t.Logf("closed port after %v: %v", time.Since(start), err)
+		if !Unreachable(err) {
+			t.Errorf("Unreachable(%v) is false", err)
+		}
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("fetch from a closed port took %v", d)
@@ -241,7 +251,7 @@ func TestFetchDeadPeer(t *testing.T) {
 	c.Base = "http://" + ln.Addr().String()
 	start = time.Now()
 	_, err = Fetch(context.Background(), c, local, Options{Timeout: 300 * time.Millisecond})
-	if !errors.Is(err, context.DeadlineExceeded) {
+	if !errors.Is(err, context.DeadlineExceeded) || !Unreachable(err) {
 		t.Errorf("fetch from a silent peer: %v, want a deadline error", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {

@@ -38,7 +38,7 @@ type peer struct {
 	client *api.Client
 	posts  atomic.Int32 // upload-pack POSTs served
 	gets   atomic.Int32 // info/refs GETs served
-	// mangle, when set, rewrites upload-pack responses.
+	// mangle, when set, rewrites upload-pack responses (nil: answer 502).
 	mangle atomic.Pointer[func([]byte) []byte]
 }
 
@@ -83,8 +83,13 @@ func (p *peer) wrap(h http.Handler) http.Handler {
 					w.Header()[k] = v
 				}
 				w.Header().Del("Content-Length")
+				body := (*f)(rec.Body.Bytes())
+				if body == nil {
+					http.Error(w, "mangled", http.StatusBadGateway)
+					return
+				}
 				w.WriteHeader(rec.Code)
-				w.Write((*f)(rec.Body.Bytes()))
+				w.Write(body)
 				return
 			}
 		}

@@ -29,15 +29,16 @@ type fakeNode struct {
 	posts  atomic.Int32
 	gate   atomic.Pointer[chan struct{}] // when set, GETs wait for it to close
 	deaf   atomic.Bool                   // drop incoming notices
-	mu     sync.Mutex                    // guards heard
+	mu     sync.Mutex                    // guards heard and errs
 	heard  []api.Notice                  // notices received
+	errs   map[string]error              // last OnFailure error per peer
 	failed atomic.Int32                  // OnFailure calls
 	stop   func()
 }
 
 func newFakeNode(t *testing.T, id, key string, tune func(*Config)) *fakeNode {
 	t.Helper()
-	n := &fakeNode{id: id, repo: newFakeRepo(t)}
+	n := &fakeNode{id: id, repo: newFakeRepo(t), errs: map[string]error{}}
 	srv := api.New(api.Options{})
 	h := api.HandlerFuncs{NotifyFunc: func(ctx context.Context, no api.Notice) error {
 		if n.deaf.Load() {
@@ -73,8 +74,13 @@ func newFakeNode(t *testing.T, id, key string, tune func(*Config)) *fakeNode {
 		Node: id, Addr: n.addr, Volume: testVolume, Key: key, GitDir: n.repo.dir, Repo: n.repo,
 		Interval: time.Hour, MinBackoff: 20 * time.Millisecond, MaxBackoff: 100 * time.Millisecond,
 		FetchTimeout: 5 * time.Second, NotifyTimeout: time.Second,
-		Logger:    quiet,
-		OnFailure: func(string, error) { n.failed.Add(1) },
+		Logger: quiet,
+		OnFailure: func(peer string, err error) {
+			n.failed.Add(1)
+			n.mu.Lock()
+			n.errs[peer] = err
+			n.mu.Unlock()
+		},
 	}
 	if tune != nil {
 		tune(&cfg)
@@ -213,7 +219,7 @@ func TestSyncerAntiEntropy(t *testing.T) {
 
 func TestSyncerDeadPeerDoesNotDelayOthers(t *testing.T) {
 	key := apitest.Key()
-	a := newFakeNode(t, "a", key, func(c *Config) { c.NotifyTimeout = 3 * time.Second })
+	a := newFakeNode(t, "a", key, func(c *Config) { c.NotifyTimeout, c.FetchTimeout = 300*time.Millisecond, 500*time.Millisecond })
 	b := newFakeNode(t, "b", key, nil)
 	link(t, a, b)
 
@@ -246,7 +252,18 @@ func TestSyncerDeadPeerDoesNotDelayOthers(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("b got a's commit after %v, with a silent peer", d)
 	}
-	eventually(t, 5*time.Second, "failures reported", func() bool { return a.failed.Load() >= 2 })
+	eventually(t, 5*time.Second, "failures reported", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.errs["closed"] != nil && a.errs["silent"] != nil
+	})
+	a.mu.Lock()
+	for peer, err := range a.errs {
+		if !Unreachable(err) {
+			t.Errorf("%s: Unreachable(%v) is false", peer, err)
+		}
+	}
+	a.mu.Unlock()
 	st := a.sync.Stats()
 	for _, p := range st.Peers {
 		if p.Node == "closed" && (p.Failures == 0 || p.LastError == "" || p.RetryAt.IsZero()) {

@@ -143,16 +143,18 @@ func cloneInto(ctx context.Context, c *api.Client, dir string, lim Limits) error
 	if err != nil {
 		return fmt.Errorf("nsync: clone %s from %s: %w", head, c.GitURL(), err)
 	}
-	if _, err := checkPack(spool, n, lim); err != nil {
-		return fmt.Errorf("nsync: clone %s from %s: %w", head, c.GitURL(), err)
-	}
-
 	sto := filesystem.NewStorage(osfs.New(dir), cache.NewObjectLRU(4<<20))
 	defer sto.Close()
-	if err := writePack(sto, io.NewSectionReader(spool, 0, n)); err != nil {
-		return fmt.Errorf("nsync: clone %s from %s: %w", head, c.GitURL(), err)
-	}
-	if err := checkStore(sto, head); err != nil {
+	err = safely(func() error {
+		if _, err := checkPack(spool, n, lim); err != nil {
+			return err
+		}
+		if err := writePack(sto, io.NewSectionReader(spool, 0, n)); err != nil {
+			return err
+		}
+		return checkStore(sto, head)
+	})
+	if err != nil {
 		return fmt.Errorf("nsync: clone %s from %s: %w", head, c.GitURL(), err)
 	}
 	if err := sto.SetReference(plumbing.NewHashReference(branch, head)); err != nil {

@@ -16,7 +16,6 @@ import (
 	"github.com/go-git/go-billy/v5/osfs"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
-	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/protocol/packp/capability"
@@ -167,21 +166,8 @@ func Fetch(ctx context.Context, c *api.Client, gitDir string, opts Options) (*Fe
 		return nil, fmt.Errorf("nsync: fetch %s from %s: %w", f.Head, c.GitURL(), err)
 	}
 	f.PackBytes = int64(len(pack))
-	if _, err := checkPack(bytes.NewReader(pack), int64(len(pack)), lim); err != nil {
-		return nil, fmt.Errorf("nsync: fetch %s from %s: %w", f.Head, c.GitURL(), err)
-	}
-	ov := newOverlay(sto, lim)
-	p, err := packfile.NewParserWithStorage(packfile.NewScanner(bytes.NewReader(pack)), ov)
-	if err == nil {
-		_, err = p.Parse()
-	}
+	ov, err := decodePack(pack, sto, lim, f.Head)
 	if err != nil {
-		if !errors.Is(err, ErrTooLarge) {
-			err = fmt.Errorf("%w: %w", ErrBadPack, err)
-		}
-		return nil, fmt.Errorf("nsync: fetch %s from %s: decode pack: %w", f.Head, c.GitURL(), err)
-	}
-	if err := ov.checkClosed(f.Head); err != nil {
 		return nil, fmt.Errorf("nsync: fetch %s from %s: %w", f.Head, c.GitURL(), err)
 	}
 	f.Objects, f.Inflated = ov.counts()

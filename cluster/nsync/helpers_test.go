@@ -43,7 +43,7 @@ type peer struct {
 }
 
 // newPeer starts a peer of volume key (a new key when empty).
-func newPeer(t *testing.T, key string) *peer {
+func newPeer(t testing.TB, key string) *peer {
 	t.Helper()
 	if key == "" {
 		key = apitest.Key()
@@ -59,7 +59,7 @@ func newPeer(t *testing.T, key string) *peer {
 	return p
 }
 
-func (p *peer) newClient(t *testing.T, key string) *api.Client {
+func (p *peer) newClient(t testing.TB, key string) *api.Client {
 	t.Helper()
 	c, err := api.NewClient(p.base, testVolume, key)
 	if err != nil {
@@ -101,7 +101,7 @@ func (p *peer) setMangle(f func([]byte) []byte) { p.mangle.Store(&f) }
 
 // write puts files named names (top level) with made-up contents and waits
 // until git readers see the commit.
-func (p *peer) write(t *testing.T, seed uint64, names ...string) {
+func (p *peer) write(t testing.TB, seed uint64, names ...string) {
 	t.Helper()
 	p.repo.Do(t, "write", func(tx *meta.Tx) error {
 		for i, n := range names {
@@ -126,14 +126,14 @@ func (p *peer) write(t *testing.T, seed uint64, names ...string) {
 }
 
 // serveHTTP serves h on 127.0.0.1 until the test ends and returns its URL.
-func serveHTTP(t *testing.T, h http.Handler) string {
+func serveHTTP(t testing.TB, h http.Handler) string {
 	base, _ := startHTTP(t, h, "127.0.0.1:0")
 	return base
 }
 
 // startHTTP serves h on addr until the test ends or stop is called, and
 // returns its URL.
-func startHTTP(t *testing.T, h http.Handler, addr string) (base string, stop func()) {
+func startHTTP(t testing.TB, h http.Handler, addr string) (base string, stop func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -215,7 +215,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func testCtx(t *testing.T, d time.Duration) context.Context {
+func testCtx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx

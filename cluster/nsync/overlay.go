@@ -147,12 +147,14 @@ func (o *overlay) counts() (int, int64) {
 // under references (git's invariant), so the history of want is then whole.
 // The work is linear in the objects received, not in the namespace.
 func (o *overlay) checkClosed(want plumbing.Hash) error {
-	c, err := o.EncodedObject(plumbing.AnyObject, want)
-	if err != nil {
-		return fmt.Errorf("%w: the head %s was not sent", ErrIncomplete, want)
-	}
-	if c.Type() != plumbing.CommitObject {
-		return fmt.Errorf("%w: the head %s is a %s, not a commit", ErrBadPack, want, c.Type())
+	if !want.IsZero() {
+		c, err := o.EncodedObject(plumbing.AnyObject, want)
+		if err != nil {
+			return fmt.Errorf("%w: the head %s was not sent", ErrIncomplete, want)
+		}
+		if c.Type() != plumbing.CommitObject {
+			return fmt.Errorf("%w: the head %s is a %s, not a commit", ErrBadPack, want, c.Type())
+		}
 	}
 	o.mu.RLock()
 	order := append([]plumbing.Hash(nil), o.order...)

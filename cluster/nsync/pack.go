@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 )
 
 // Errors callers branch on (errors.Is). Failures of the peer's HTTP answer
@@ -182,6 +183,45 @@ func checkPack(r io.ReaderAt, n int64, lim Limits) (int, error) {
 		return 0, fmt.Errorf("%w: %d bytes after the last object", ErrBadPack, n)
 	}
 	return int(count), nil
+}
+
+// decodePack checks pack and decodes it into an overlay of base (nil: no
+// fallback), then checks that head and every received object's
+// references are received or in base. A panic of the decoder (input it
+// did not expect) is an ErrBadPack.
+func decodePack(pack []byte, base storer.EncodedObjectStorer, lim Limits, head plumbing.Hash) (*overlay, error) {
+	ov := newOverlay(base, lim)
+	err := safely(func() error {
+		if _, err := checkPack(bytes.NewReader(pack), int64(len(pack)), lim); err != nil {
+			return err
+		}
+		p, err := packfile.NewParserWithStorage(packfile.NewScanner(bytes.NewReader(pack)), ov)
+		if err == nil {
+			_, err = p.Parse()
+		}
+		if err != nil {
+			if !errors.Is(err, ErrTooLarge) {
+				err = fmt.Errorf("%w: %w", ErrBadPack, err)
+			}
+			return fmt.Errorf("decode pack: %w", err)
+		}
+		return ov.checkClosed(head)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ov, nil
+}
+
+// safely runs fn, turning a panic (go-git's decoders meeting input they
+// did not expect) into an ErrBadPack.
+func safely(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: decoder panicked: %v", ErrBadPack, r)
+		}
+	}()
+	return fn()
 }
 
 func be32(b []byte) uint32 {

@@ -67,7 +67,9 @@ func remoteBig(b *testing.B, a, bn *node, name string) string {
 	p := filepath.Join(bn.mnt, name)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := os.Stat(p); err == nil {
+		// The create reaches B before the close's commit: wait for the
+		// contents, as a user opening a finished file would.
+		if fi, err := os.Stat(p); err == nil && fi.Size() == xferSize {
 			return p
 		}
 		if time.Now().After(deadline) {
@@ -153,6 +155,7 @@ func BenchmarkClusterFirstByte(b *testing.B) {
 			}
 			d := float64(time.Since(start).Microseconds()) / 1000
 			f.Close()
+			b.Logf("first byte at %d: %.2f ms", off, d)
 			if off == 0 {
 				at0 = append(at0, d)
 			} else {

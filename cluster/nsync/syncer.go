@@ -372,7 +372,9 @@ func (s *Syncer) Serve(ctx context.Context) error {
 	l.announce()
 	s.announced = plumbing.ZeroHash
 	for _, p := range s.peers {
-		l.want(p)
+		if !p.fetching { // peers added just now are
+			l.want(p)
+		}
 	}
 
 	tick := time.NewTicker(s.cfg.Interval)
@@ -502,6 +504,7 @@ func (s *Syncer) client(base string) *api.Client {
 func (l *loop) notice(n api.Notice) {
 	s := l.s
 	p := s.peers[n.Node]
+	wasFetching := p != nil && p.fetching
 	switch {
 	case p == nil && n.Addr == "":
 		s.mu.Lock()
@@ -518,12 +521,15 @@ func (l *loop) notice(n api.Notice) {
 		l.addPeer(n.Node, "http://"+n.Addr)
 	}
 	p.head = n.Head
-	p.want, p.missed = n.Head, 0
 	s.mu.Lock()
 	s.pstats[p.node].Head = n.Head
 	s.mu.Unlock()
 	if n.Head.IsZero() || n.Head == p.integrated || n.Head == s.cfg.Repo.Head() || s.held[n.Head] {
 		return // nothing new
+	}
+	p.want, p.missed = n.Head, 0
+	if p.fetching && !wasFetching {
+		return // adding or moving the peer just started a fetch: it sees the head
 	}
 	// The peer just called us: it is alive, whatever failed before.
 	p.backoff.Reset()

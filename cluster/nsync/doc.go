@@ -72,8 +72,8 @@
 // newer head waits behind it and replaces older waiting ones), so a dead
 // or silent peer delays no other. A head learned from a peer is not
 // announced: the frontier protocol (meta/merge) has a node announce only
-// what it made (a local commit or a canonical merge, IntegrateResult.
-// Announce), never a fast-forward to a peer's head. The Syncer records the
+// what it made (a local commit or a canonical merge:
+// IntegrateResult.Announce), never a fast-forward to a peer's head. The Syncer records the
 // peer's head before it calls Integrate, so the Watch that the
 // fast-forward causes finds it, whatever the order of the two events.
 //

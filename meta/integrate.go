@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/benbjohnson/immutable"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/storer"
@@ -113,6 +114,7 @@ func (r *Repo) integrate(ctx context.Context, h plumbing.Hash, src storer.Encode
 		return res, fmt.Errorf("meta: integrate %s: %w", h, err)
 	}
 	rd := newReader(r, src)
+	rd.ours = cur.root
 	if !cur.head.IsZero() && r.hasOwn(h) {
 		anc, err := r.graph.isAncestor(rd, h, cur.head)
 		if err != nil {
@@ -123,8 +125,12 @@ func (r *Repo) integrate(ctx context.Context, h plumbing.Hash, src storer.Encode
 			return res, nil
 		}
 	}
+	tImport := time.Now()
 	if err := rd.importCommits(ctx, h); err != nil {
 		return fail(err)
+	}
+	if debugTiming {
+		fmt.Println("import", time.Since(tImport), len(rd.order))
 	}
 	target := h
 	var merged *mergeOut
@@ -184,7 +190,11 @@ func (r *Repo) integrate(ctx context.Context, h plumbing.Hash, src storer.Encode
 		return res, fmt.Errorf("meta: integrate %s: %w: %d entries exceed %d", h, ErrBadRemote, req.root.desc, r.opts.MaxEntries)
 	}
 	req.count = int(req.root.desc)
+	tWrite := time.Now()
 	s, err := r.writeCommit(req)
+	if debugTiming {
+		fmt.Println("write", time.Since(tWrite), "total", time.Since(tImport))
+	}
 	if err != nil {
 		return res, err
 	}
@@ -323,6 +333,7 @@ const maxTreeLen = 128 << 20
 
 type reader struct {
 	r        *Repo
+	ours     *node // our root, whose objects need no look into the packs
 	src      storer.EncodedObjectStorer
 	imported map[plumbing.Hash]rawObject // checked objects from src that we lack
 	order    []plumbing.Hash             // imported, in the order read
@@ -447,7 +458,7 @@ func (rd *reader) importCommits(ctx context.Context, h plumbing.Hash) error {
 		}
 		rd.keep(id, t, data)
 		commits = append(commits, id)
-		if err := rd.importTree(ci.tree, 0); err != nil {
+		if err := rd.importTree(ci.tree, 0, rd.ours); err != nil {
 			return fmt.Errorf("tree of commit %s: %w", id, err)
 		}
 		stack = append(stack, ci.parents...)
@@ -464,8 +475,9 @@ func (rd *reader) importCommits(ctx context.Context, h plumbing.Hash) error {
 }
 
 // importTree reads tree h and what it references that we lack, checking
-// everything.
-func (rd *reader) importTree(h plumbing.Hash, depth int) error {
+// everything. ours is our directory at the same path, if any: a child it
+// holds with the same id is ours, without a look into the packs.
+func (rd *reader) importTree(h plumbing.Hash, depth int, ours *node) error {
 	if _, ok := rd.imported[h]; ok || rd.r.hasOwn(h) {
 		return nil
 	}
@@ -485,20 +497,67 @@ func (rd *reader) importTree(h plumbing.Hash, depth int) error {
 	}
 	rd.keep(h, t, data)
 	rd.trees[h] = dt
-	if !dt.marker.IsZero() {
+	if !dt.marker.IsZero() && (ours == nil || ours.marker != dt.marker) {
 		if err := rd.importBlob(dt.marker, KindDir, filemode.Regular); err != nil {
 			return fmt.Errorf("marker of tree %s: %w", h, err)
 		}
 	}
+	var it *kidsIter
+	if ours != nil && ours.kids != nil {
+		it = newKidsIter(ours)
+	}
 	for _, k := range dt.kids {
+		var oc *node
+		if it != nil {
+			oc = it.find(k.name)
+		}
+		if oc != nil && oc.oid == k.id && oc.e.Kind == k.kind && (k.kind != KindFile || fileMode(oc.e) == k.mode) {
+			continue // ours, and known to be what the tree says it is
+		}
 		if k.kind == KindDir {
-			err = rd.importTree(k.id, depth+1)
+			if oc != nil && oc.e.Kind != KindDir {
+				oc = nil
+			}
+			err = rd.importTree(k.id, depth+1, oc)
 		} else {
 			err = rd.importBlob(k.id, k.kind, k.mode)
 		}
 		if err != nil {
 			return fmt.Errorf("%q: %w", k.name, err)
 		}
+	}
+	return nil
+}
+
+// kidsIter finds a directory's children by name, for names asked in
+// increasing order: one walk over the children.
+type kidsIter struct {
+	it   *immutable.SortedMapIterator[string, *node]
+	name string
+	n    *node
+	more bool
+}
+
+func newKidsIter(d *node) *kidsIter {
+	k := &kidsIter{it: d.kids.Iterator()}
+	k.next()
+	return k
+}
+
+func (k *kidsIter) next() {
+	if k.more = !k.it.Done(); k.more {
+		k.name, k.n, _ = k.it.Next()
+	}
+}
+
+// find returns the child called name (nil if none); names must be asked
+// in increasing order.
+func (k *kidsIter) find(name string) *node {
+	for k.more && k.name < name {
+		k.next()
+	}
+	if k.more && k.name == name {
+		return k.n
 	}
 	return nil
 }
@@ -884,6 +943,9 @@ func (rd *reader) canonical(ctx context.Context, f []plumbing.Hash, ours *node) 
 			return nil, err
 		}
 		fl := flattener{rd: rd}
+		for k := range fl.out {
+			fl.out[k] = make(merge.Tree, 0, int(ours.desc)+1)
+		}
 		var bs side
 		if ok {
 			bc, err := g.get(rd, base)
@@ -1264,3 +1326,5 @@ func under(p, d string) bool {
 	}
 	return len(p) > len(d) && p[len(d)] == '/' && p[:len(d)] == d
 }
+
+var debugTiming = false

@@ -80,7 +80,8 @@ func benInt(b *bytes.Buffer, k string, v int64) {
 }
 
 // decodeManifest parses an untrusted manifest (kind KindFile) or directory
-// marker (kind KindDir) into an entry.
+// marker (kind KindDir) into an entry. The bencoding is checked first
+// (canonical, bounded), then the top-level dictionary is walked in place.
 func decodeManifest(data []byte, kind Kind) (*Entry, error) {
 	if len(data) > MaxManifestLen {
 		return nil, fmt.Errorf("manifest of %d bytes exceeds %d", len(data), MaxManifestLen)
@@ -91,64 +92,63 @@ func decodeManifest(data []byte, kind Kind) (*Entry, error) {
 	if len(data) == 0 || data[0] != 'd' {
 		return nil, errors.New("manifest is not a dictionary")
 	}
-	var top map[string]bencode.RawMessage
-	if err := bencode.DecodeBytes(data, &top); err != nil {
-		return nil, fmt.Errorf("decode manifest: %w", err)
-	}
 	e := &Entry{Kind: kind, Mode: 0644}
 	if kind == KindDir {
 		e.Mode = 0755
 	}
-	var err error
-	if e.GID, err = u32Field(top, "gid"); err != nil {
-		return nil, err
-	}
-	if e.UID, err = u32Field(top, "uid"); err != nil {
-		return nil, err
-	}
-	if raw, ok := top["mode"]; ok {
-		m, err := intValue(raw, "mode")
+	var info, length bencode.RawMessage
+	// Keys are sorted and distinct (checkBencode): each appears once.
+	for off := 1; data[off] != 'e'; {
+		key, next, err := scanString(data, off)
 		if err != nil {
 			return nil, err
 		}
-		if m < 0 || m&^07777 != 0 {
-			return nil, fmt.Errorf("manifest mode %#o out of range", m)
-		}
-		e.Mode = uint32(m)
-	}
-	if raw, ok := top["mtime"]; ok {
-		if e.Mtime, err = intValue(raw, "mtime"); err != nil {
+		end, err := scanBencode(data, next, 1)
+		if err != nil {
 			return nil, err
 		}
-	}
-	if raw, ok := top["xattr"]; ok {
-		var x map[string]string
-		if len(raw) == 0 || raw[0] != 'd' {
-			return nil, errors.New("manifest xattr is not a dictionary")
-		}
-		if err := bencode.DecodeBytes(raw, &x); err != nil {
-			return nil, fmt.Errorf("manifest xattr: %w", err)
-		}
-		if len(x) > 0 {
-			e.Xattrs = make(map[string][]byte, len(x))
-			for k, v := range x {
-				e.Xattrs[k] = []byte(v)
+		raw := bencode.RawMessage(data[next:end])
+		off = end
+		switch string(key) {
+		case "gid":
+			if e.GID, err = u32Value(raw, "gid"); err != nil {
+				return nil, err
 			}
-			if err := checkXattrs(e.Xattrs); err != nil {
-				return nil, fmt.Errorf("manifest xattr: %w", err)
+		case "uid":
+			if e.UID, err = u32Value(raw, "uid"); err != nil {
+				return nil, err
 			}
+		case "mode":
+			m, err := intValue(raw, "mode")
+			if err != nil {
+				return nil, err
+			}
+			if m < 0 || m&^07777 != 0 {
+				return nil, fmt.Errorf("manifest mode %#o out of range", m)
+			}
+			e.Mode = uint32(m)
+		case "mtime":
+			if e.Mtime, err = intValue(raw, "mtime"); err != nil {
+				return nil, err
+			}
+		case "xattr":
+			if e.Xattrs, err = decodeXattrs(raw); err != nil {
+				return nil, err
+			}
+		case "info":
+			info = raw
+		case "length":
+			length = raw
 		}
 	}
 	if kind == KindDir {
 		return e, nil
 	}
-	raw, hasInfo := top["info"]
-	if !hasInfo {
-		lraw, ok := top["length"]
-		if !ok {
+	if info == nil {
+		if length == nil {
 			return nil, errors.New("manifest has neither info nor length")
 		}
-		n, err := intValue(lraw, "length")
+		n, err := intValue(length, "length")
 		if err != nil {
 			return nil, err
 		}
@@ -157,20 +157,54 @@ func decodeManifest(data []byte, kind Kind) (*Entry, error) {
 		}
 		return e, nil
 	}
-	info, err := bt.ParseInfo(raw)
+	parsed, err := bt.ParseInfo(info)
 	if err != nil {
 		return nil, fmt.Errorf("manifest info: %w", err)
 	}
-	if info.Length <= 0 {
-		return nil, fmt.Errorf("manifest info length %d", info.Length)
+	if parsed.Length <= 0 {
+		return nil, fmt.Errorf("manifest info length %d", parsed.Length)
 	}
-	if !bytes.Equal(info.Bencode(), raw) {
+	if !bytes.Equal(parsed.Bencode(), info) {
 		// The info-hash must be the hash of the bytes in git; a
 		// non-canonical info would change hash when re-encoded.
 		return nil, errors.New("manifest info is not in canonical form")
 	}
-	e.Info, e.Size, e.Hash = info, info.Length, info.Hash()
+	e.Info, e.Size, e.Hash = parsed, parsed.Length, parsed.Hash()
 	return e, nil
+}
+
+// decodeXattrs parses the xattr dictionary (string values only) of a
+// checked bencoding.
+func decodeXattrs(raw []byte) (map[string][]byte, error) {
+	if len(raw) == 0 || raw[0] != 'd' {
+		return nil, errors.New("manifest xattr is not a dictionary")
+	}
+	var x map[string][]byte
+	for off := 1; raw[off] != 'e'; {
+		key, next, err := scanString(raw, off)
+		if err != nil {
+			return nil, fmt.Errorf("manifest xattr: %w", err)
+		}
+		if raw[next] < '0' || raw[next] > '9' {
+			return nil, fmt.Errorf("manifest xattr %q is not a string", key)
+		}
+		val, end, err := scanString(raw, next)
+		if err != nil {
+			return nil, fmt.Errorf("manifest xattr: %w", err)
+		}
+		if x == nil {
+			x = make(map[string][]byte)
+		}
+		x[string(key)] = bytes.Clone(val)
+		off = end
+	}
+	if len(x) == 0 {
+		return nil, nil
+	}
+	if err := checkXattrs(x); err != nil {
+		return nil, fmt.Errorf("manifest xattr: %w", err)
+	}
+	return x, nil
 }
 
 func intValue(raw bencode.RawMessage, name string) (int64, error) {
@@ -184,11 +218,7 @@ func intValue(raw bencode.RawMessage, name string) (int64, error) {
 	return n, nil
 }
 
-func u32Field(top map[string]bencode.RawMessage, name string) (uint32, error) {
-	raw, ok := top[name]
-	if !ok {
-		return 0, nil
-	}
+func u32Value(raw bencode.RawMessage, name string) (uint32, error) {
 	n, err := intValue(raw, name)
 	if err != nil {
 		return 0, err

@@ -28,6 +28,10 @@ type packSet struct {
 	packs map[string]*packFile
 	loose bool // objects/ has loose object directories
 	cache baseCache
+	// Reused by readAt.
+	buf []byte
+	br  bytes.Reader
+	zr  io.ReadCloser
 }
 
 type packFile struct {
@@ -207,18 +211,30 @@ func (ps *packSet) readAt(pf *packFile, off int64, depth int) (plumbing.ObjectTy
 	if depth > maxChain {
 		return 0, nil, errors.New("delta chain too long")
 	}
-	if off < 12 || off >= pf.size-20 {
+	limit := pf.size - 20 - off // the entry ends before the pack's checksum
+	if off < 12 || limit <= 0 {
 		return 0, nil, fmt.Errorf("pack offset %d out of range", off)
 	}
-	br := bufio.NewReaderSize(io.NewSectionReader(pf.f, off, pf.size-20-off), 4096)
-	c, err := br.ReadByte()
+	// One pread covers a small entry whole (most are manifests of a few
+	// hundred bytes); a larger one takes a second.
+	chunk, err := ps.pread(pf, off, min(limit, 4096))
 	if err != nil {
 		return 0, nil, err
 	}
+	p := 0
+	next := func() (byte, bool) {
+		if p >= len(chunk) {
+			return 0, false
+		}
+		p++
+		return chunk[p-1], true
+	}
+	c, _ := next()
 	typ := c >> 4 & 7
 	size := int64(c & 0x0f)
 	for shift := 4; c&0x80 != 0; shift += 7 {
-		if c, err = br.ReadByte(); err != nil || shift > 56 {
+		var ok bool
+		if c, ok = next(); !ok || shift > 56 {
 			return 0, nil, errors.New("bad pack entry header")
 		}
 		size |= int64(c&0x7f) << shift
@@ -231,42 +247,44 @@ func (ps *packSet) readAt(pf *packFile, off int64, depth int) (plumbing.ObjectTy
 	switch typ {
 	case objCommit, objTree, objBlob, objTag:
 	case objOfsDelta:
-		c, err := br.ReadByte()
-		if err != nil {
-			return 0, nil, err
-		}
+		c, ok := next()
 		rel := int64(c & 0x7f)
-		for c&0x80 != 0 {
-			if c, err = br.ReadByte(); err != nil || rel > 1<<48 {
-				return 0, nil, errors.New("bad delta offset")
+		for ok && c&0x80 != 0 {
+			if c, ok = next(); rel > 1<<48 {
+				ok = false
 			}
 			rel = (rel+1)<<7 | int64(c&0x7f)
+		}
+		if !ok {
+			return 0, nil, errors.New("bad delta offset")
 		}
 		if baseT, base, err = ps.readAt(pf, off-rel, depth+1); err != nil {
 			return 0, nil, err
 		}
 	case objRefDelta:
-		var id plumbing.Hash
-		if _, err := io.ReadFull(br, id[:]); err != nil {
-			return 0, nil, err
+		if p+20 > len(chunk) {
+			return 0, nil, errors.New("truncated delta base")
 		}
+		id := plumbing.Hash(chunk[p : p+20])
+		p += 20
 		if baseT, base, err = ps.read(id, depth+1); err != nil {
 			return 0, nil, err
 		}
 	default:
 		return 0, nil, fmt.Errorf("pack entry of type %d", typ)
 	}
-	zr, err := zlib.NewReader(br)
-	if err != nil {
-		return 0, nil, err
+	hdr := int64(p)
+	// Deflate never grows data by more than 5 bytes per 16 KiB block,
+	// plus the zlib header and checksum.
+	// (The base's read reused the buffer: read the entry again.)
+	if need := min(limit, hdr+size+size/1024+64); need > int64(len(chunk)) || base != nil {
+		if chunk, err = ps.pread(pf, off, need); err != nil {
+			return 0, nil, err
+		}
 	}
-	data, err := io.ReadAll(io.LimitReader(zr, size+1))
-	zr.Close()
+	data, err := ps.inflate(chunk[hdr:], size)
 	if err != nil {
-		return 0, nil, err
-	}
-	if int64(len(data)) != size {
-		return 0, nil, errors.New("pack entry size mismatch")
+		return 0, nil, fmt.Errorf("pack entry at %d: %w", off, err)
 	}
 	t := plumbing.ObjectType(typ)
 	if base != nil {
@@ -279,6 +297,41 @@ func (ps *packSet) readAt(pf *packFile, off int64, depth int) (plumbing.ObjectTy
 		ps.cache.put(key, t, data) // a delta base: others of its chain follow
 	}
 	return t, data, nil
+}
+
+// pread reads n bytes of pf at off into the reusable buffer.
+func (ps *packSet) pread(pf *packFile, off, n int64) ([]byte, error) {
+	if int64(cap(ps.buf)) < n {
+		ps.buf = make([]byte, n)
+	}
+	b := ps.buf[:n]
+	if _, err := pf.f.ReadAt(b, off); err != nil {
+		return nil, fmt.Errorf("read pack: %w", err)
+	}
+	return b, nil
+}
+
+// inflate decompresses a zlib stream of exactly size bytes.
+func (ps *packSet) inflate(z []byte, size int64) ([]byte, error) {
+	ps.br.Reset(z)
+	if ps.zr == nil {
+		zr, err := zlib.NewReader(&ps.br)
+		if err != nil {
+			return nil, err
+		}
+		ps.zr = zr
+	} else if err := ps.zr.(zlib.Resetter).Reset(&ps.br, nil); err != nil {
+		return nil, err
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(ps.zr, data); err != nil {
+		return nil, err
+	}
+	var one [1]byte
+	if n, err := ps.zr.Read(one[:]); n != 0 || err != io.EOF {
+		return nil, errors.New("entry longer than its size")
+	}
+	return data, nil
 }
 
 // readLoose reads a loose object file.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,8 @@ import (
 type Swarms struct {
 	store *piece.Store
 	reg   *swarm.Registry
+	dht   PeerFinder
+	port  int // BitTorrent port announced on the DHT
 	kids  *actors.Children[bt.InfoHash]
 	cfg   swarm.Config
 	log   *slog.Logger
@@ -51,6 +54,16 @@ type SwarmOptions struct {
 	Peers []string
 	// NoPeerWait bounds a read no connected peer can serve (default 10 s).
 	NoPeerWait time.Duration
+	// DHT, when set, is asked for more peers of each blob fetched (peers
+	// beyond the volume's nodes: stock clients, nodes not found yet) and
+	// told of each blob that is complete here.
+	DHT PeerFinder
+}
+
+// PeerFinder finds the peers of a blob (the mainline DHT: bt/dht.Server).
+type PeerFinder interface {
+	GetPeers(ctx context.Context, h bt.InfoHash, found func(netip.AddrPort)) error
+	Announce(ctx context.Context, h bt.InfoHash, port int) error
 }
 
 func newSwarms(store *piece.Store, sup *actors.Supervisor, o SwarmOptions, log *slog.Logger) *Swarms {
@@ -67,7 +80,9 @@ func newSwarms(store *piece.Store, sup *actors.Supervisor, o SwarmOptions, log *
 			ListenPort: o.ListenPort,
 			NoPeerWait: o.NoPeerWait,
 		},
-		log: log,
+		log:  log,
+		dht:  o.DHT,
+		port: o.ListenPort,
 	}
 	// The volume's own nodes are always unchoked: a stream from another
 	// disk must never wait for a choke round.
@@ -137,7 +152,12 @@ func (s *Swarms) Ensure(info *bt.Info) (*swarm.Swarm, error) {
 	}
 	s.reg.Add(sw)
 	s.kids.Ensure(h, func() actors.Service {
-		return actors.Func("swarm "+h.String()[:12], sw.Serve)
+		return actors.Func("swarm "+h.String()[:12], func(ctx context.Context) error {
+			if s.dht != nil {
+				go s.useDHT(ctx, sw) // ends with ctx
+			}
+			return sw.Serve(ctx)
+		})
 	})
 	for _, p := range s.peers {
 		sw.AddPeer(p)
@@ -185,4 +205,31 @@ func (s *Swarms) OpenRemote(info *bt.Info) (fs.RemoteReader, error) {
 		return nil, err
 	}
 	return sw.NewReader(), nil
+}
+
+// useDHT asks the DHT for peers of sw's blob while it is incomplete, and
+// announces it once complete; it runs until ctx ends or it has announced.
+func (s *Swarms) useDHT(ctx context.Context, sw *swarm.Swarm) {
+	h := sw.InfoHash()
+	select {
+	case <-sw.Done():
+	default:
+		err := s.dht.GetPeers(ctx, h, func(ap netip.AddrPort) {
+			sw.AddPeer(ap.String())
+		})
+		if err != nil && ctx.Err() == nil {
+			s.log.Debug("dht get_peers", "infohash", h, "err", err)
+		}
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-sw.Done():
+	}
+	if s.port == 0 {
+		return
+	}
+	if err := s.dht.Announce(ctx, h, s.port); err != nil && ctx.Err() == nil {
+		s.log.Debug("dht announce", "infohash", h, "err", err)
+	}
 }

@@ -6,12 +6,16 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/delugefs/delugefs/bt"
+	"github.com/delugefs/delugefs/bt/dht"
 	"github.com/delugefs/delugefs/bt/swarm"
 	"github.com/delugefs/delugefs/fs"
 	"github.com/delugefs/delugefs/meta"
@@ -26,16 +30,22 @@ type host struct {
 }
 
 func startHost(t *testing.T, ctx context.Context, peers ...string) *host {
+	return startHostDHT(t, ctx, nil, peers...)
+}
+
+func startHostDHT(t *testing.T, ctx context.Context, d PeerFinder, peers ...string) *host {
 	t.Helper()
 	reg := swarm.NewRegistry()
 	ln, err := swarm.Listen("127.0.0.1:0", reg, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	lport, _ := strconv.Atoi(port)
 	n, err := Open(filepath.Join(t.TempDir(), "root"), "vol", Options{
 		Create: true,
 		Log:    quiet,
-		Swarms: SwarmOptions{Registry: reg, Peers: peers, NoPeerWait: 5 * time.Second},
+		Swarms: SwarmOptions{Registry: reg, Peers: peers, NoPeerWait: 5 * time.Second, DHT: d, ListenPort: lport},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -152,5 +162,58 @@ func TestRemoteReadNoPeerFails(t *testing.T) {
 	}
 	if time.Since(start) > 25*time.Second {
 		t.Fatalf("failed only after %v", time.Since(start))
+	}
+}
+
+// TestDHTFindsSeed: B knows no peer of the blob, but the DHT it shares
+// with A does: A announces the blob it seeds, B's swarm asks the DHT and
+// reads from A.
+func TestDHTFindsSeed(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var ds []*dht.Server
+	for range 2 {
+		d, err := dht.New(dht.Config{Addr: "127.0.0.1:0", QueryTimeout: time.Second, LookupTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	ds[0].AddNode(ds[1].Addr())
+	ds[1].AddNode(ds[0].Addr())
+	done := make(chan struct{}, 2)
+	for _, d := range ds {
+		go func() { d.Serve(ctx); done <- struct{}{} }()
+	}
+	defer func() { cancel(); <-done; <-done }()
+
+	a := startHostDHT(t, ctx, ds[0])
+	b := startHostDHT(t, ctx, ds[1])
+	data := make([]byte, 3<<20+5)
+	rand.Read(data)
+	info := putFile(t, ctx, a, "f", data)
+	if _, err := a.n.Swarms.Ensure(info); err != nil { // A seeds and announces
+		t.Fatal(err)
+	}
+	_, aport, _ := net.SplitHostPort(a.ln.Addr().String())
+	deadline := time.Now().Add(20 * time.Second)
+	for announced := false; !announced; {
+		if time.Now().After(deadline) {
+			t.Fatal("A's announce never reached the DHT")
+		}
+		lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
+		ds[1].GetPeers(lctx, info.Hash(), func(ap netip.AddrPort) {
+			if strconv.Itoa(int(ap.Port())) == aport {
+				announced = true
+			}
+		})
+		lcancel()
+	}
+	buf := make([]byte, 64<<10)
+	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer rcancel()
+	off := int64(len(data) / 3)
+	if n, err := b.n.Swarms.ReadAt(rctx, info, buf, off); err != nil || !bytes.Equal(buf[:n], data[off:off+int64(n)]) {
+		t.Fatalf("B's read through a peer found on the DHT: %d, %v", n, err)
 	}
 }

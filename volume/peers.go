@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -182,10 +183,17 @@ func (v *Volume) discoveryEvent(ev discovery.Event) {
 	}
 }
 
-// addBT gives a peer's BitTorrent address to every swarm of every node.
+// addBT gives a peer's BitTorrent address to every swarm of every node,
+// and to the DHT as a node to bootstrap from (it listens on UDP at the
+// same port).
 func (v *Volume) addBT(addr string) {
 	for _, n := range v.Nodes {
 		n.Swarms.AddPeer(addr)
+	}
+	if v.dht != nil {
+		if ap, err := netip.ParseAddrPort(addr); err == nil {
+			v.dht.AddNode(ap)
+		}
 	}
 }
 

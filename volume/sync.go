@@ -105,6 +105,9 @@ func (v *Volume) newSyncers() error {
 			Interval: v.opts.AntiEntropy,
 			OnFailure: func(node string, err error) {
 				v.log.Debug("sync", "peer", node, "err", err)
+				if v.disc != nil && nsync.Unreachable(err) {
+					v.disc.PeerUnreachable(node) // a dead peer is noticed in seconds
+				}
 			},
 			Logger: v.log.With("node", n.Config.NodeID),
 		})

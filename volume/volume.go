@@ -15,6 +15,7 @@ import (
 	"github.com/delugefs/delugefs/actors"
 	"github.com/delugefs/delugefs/api"
 	"github.com/delugefs/delugefs/bt"
+	"github.com/delugefs/delugefs/bt/dht"
 	"github.com/delugefs/delugefs/bt/swarm"
 	"github.com/delugefs/delugefs/cluster/discovery"
 	"github.com/delugefs/delugefs/cluster/nsync"
@@ -71,6 +72,13 @@ type Options struct {
 	PeerPoll time.Duration
 	// NoPeerWait bounds a read no live peer can serve (default 10 s).
 	NoPeerWait time.Duration
+	// NoDHT turns off the mainline DHT server (UDP, on the BitTorrent
+	// port), which finds peers of a blob beyond the volume's nodes and
+	// bootstraps from the volume's peers only.
+	NoDHT bool
+	// PublicDHT also bootstraps the DHT from the public mainline routers:
+	// opt-in, never in tests.
+	PublicDHT bool
 	// Log receives events; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -90,6 +98,7 @@ type Volume struct {
 	// API listens on every address: the peer fills in where it came from).
 	advertised string
 	disc       *discovery.Discovery
+	dht        *dht.Server // nil with NoDHT
 	peers      *peerTable
 	syncers    []*nsync.Syncer
 	infos      []*infoIndex // per node: blobs by info-hash, from its snapshot
@@ -226,6 +235,21 @@ func Open(ctx context.Context, o Options) (_ *Volume, err error) {
 	v.ln = swarm.NewListener(sock, v.reg, v.log)
 	_, port, _ := net.SplitHostPort(v.ln.Addr().String())
 	v.btPort, _ = strconv.Atoi(port)
+	if !o.NoDHT {
+		host, _, _ := net.SplitHostPort(o.Listen)
+		udp, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(v.btPort)))
+		if err != nil {
+			sock.Close()
+			v.ln = nil
+			return nil, fmt.Errorf("volume: DHT on udp port %d (the BitTorrent port; --no-dht turns it off): %w", v.btPort, err)
+		}
+		if v.dht, err = dht.New(dht.Config{Conn: udp, PublicBootstrap: o.PublicDHT}); err != nil {
+			udp.Close()
+			sock.Close()
+			v.ln = nil
+			return nil, fmt.Errorf("volume: DHT: %w", err)
+		}
+	}
 	v.srv = api.New(api.Options{Addr: o.API, Logger: v.log})
 	if v.apiAddr, err = v.srv.Listen(); err != nil {
 		sock.Close()
@@ -238,6 +262,9 @@ func Open(ctx context.Context, o Options) (_ *Volume, err error) {
 			Create: i == 0 && o.Create,
 			Log:    v.log,
 			Swarms: node.SwarmOptions{Registry: v.reg, ListenPort: v.btPort, NoPeerWait: o.NoPeerWait},
+		}
+		if v.dht != nil {
+			no.Swarms.DHT = v.dht
 		}
 		if !no.Create && !node.HasConfig(r) {
 			no.JoinKey = key
@@ -374,6 +401,11 @@ func (v *Volume) Start(ctx context.Context) error {
 	if v.disc != nil {
 		sup.Add(actors.Func("discovery", v.disc.Serve))
 	}
+	if v.dht != nil {
+		// A Server with a Conn serves once: if it fails, the volume goes
+		// on without it.
+		sup.Add(actors.Temporary(actors.Func("dht", v.dht.Serve)))
+	}
 	rctx, cancel := context.WithCancel(context.Background())
 	v.cancel = cancel
 	v.done = make(chan struct{})
@@ -441,8 +473,11 @@ func (v *Volume) closeAll() error {
 		errs = append(errs, n.Close())
 	}
 	if v.ln != nil && v.done == nil {
-		// Never served: the listener still owns its socket.
+		// Never served: the listener and the DHT still own their sockets.
 		errs = append(errs, closeListener(v.ln))
+		if v.dht != nil {
+			v.dht.Close()
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -79,6 +79,8 @@ type config struct {
 	mdns       bool
 	mdnsIfaces []string
 	readWait   time.Duration
+	noDHT      bool
+	publicDHT  bool
 	logLevel   slog.Level
 	debugFUSE  bool
 }
@@ -118,6 +120,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fl.StringVar(&c.key, "key", os.Getenv("DELUGEFS_KEY"), "the volume key, needed to add a new disk to an existing volume from another machine: `delugefs key --root ROOT` prints it on any node (default $DELUGEFS_KEY)")
 	fl.BoolVar(&c.mdns, "mdns", true, "find the volume's other nodes by multicast DNS (_delugefs._tcp) and announce this one")
 	mdnsIfaces := fl.String("mdns-iface", "", "comma-separated interfaces for mDNS (default: every multicast-capable interface that is up)")
+	dhtOn := fl.Bool("dht", true, "run a mainline DHT node (UDP, on the BitTorrent port) that finds peers of a file beyond the volume's nodes; it starts from the volume's peers only")
+	fl.BoolVar(&c.publicDHT, "public-dht", false, "also join the public mainline DHT through its routers (opt-in: contacts hosts on the internet)")
 	fl.DurationVar(&c.readWait, "read-wait", 10*time.Second, "how long a read of a file no live node can serve waits before it fails with EIO")
 	level := fl.String("log-level", "info", "log detail: debug, info, warn or error")
 	fl.BoolVar(&c.debugFUSE, "debug-fuse", false, "log every FUSE request (very verbose)")
@@ -150,6 +154,10 @@ Flags:
 	}
 	if len(c.roots) == 0 {
 		return nil, usageError{errors.New("--root is required (see --help)")}
+	}
+	c.noDHT = !*dhtOn
+	if c.noDHT && c.publicDHT {
+		return nil, usageError{errors.New("--public-dht needs --dht")}
 	}
 	if *mdnsIfaces != "" {
 		c.mdnsIfaces = strings.Split(*mdnsIfaces, ",")

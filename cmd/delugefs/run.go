@@ -40,6 +40,8 @@ func run(ctx context.Context, cfg *config, stdout io.Writer, log *slog.Logger) e
 		MDNS:       cfg.mdns,
 		Network:    discovery.Network{Interfaces: cfg.mdnsIfaces},
 		NoPeerWait: cfg.readWait,
+		NoDHT:      cfg.noDHT,
+		PublicDHT:  cfg.publicDHT,
 		Log:        log,
 	})
 	if err != nil {

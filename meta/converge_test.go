@@ -278,10 +278,11 @@ func convergeRun(t *testing.T, seed uint64) {
 	})
 	t.Logf("seed %d: %d peers, %d changes, %d merges made, %d steps, %d entries, %d conflict copies, %d versions at several paths",
 		seed, n, s.ops, merges, s.step, final.Len(), conflicts, dups)
-	for _, p := range s.peers[:1] {
-		if err := p.Sync(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		gitFsck(t, p.dir)
+	p0 := s.peers[0]
+	if err := p0.Sync(context.Background()); err != nil {
+		t.Fatal(err)
 	}
+	gitFsck(t, p0.dir)
+	wide := strings.TrimSpace(string(git(t, p0.dir, "rev-list", "--count", "--min-parents=3", "HEAD")))
+	t.Logf("seed %d: merges of 3 or more commits in the final history: %s", seed, wide)
 }

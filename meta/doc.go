@@ -77,6 +77,13 @@
 // everything and checkpoints, so a cleanly closed repository has no live
 // journal records.
 //
+// Each commit's author is Options.Name and Email; its committer is
+// "Name <NODEID@delugefs>" (Options.NodeID), so that a merge can name a
+// conflict copy after the node that wrote the losing version. The last
+// line of every commit message is a trailer "DelugeFS-Generation: N": 1
+// for a commit without parents, otherwise 1 + the greatest generation of
+// its parents (see Sync).
+//
 // # Lazy updates and attached blobs
 //
 // Repo.UpdateLazy applies its fn in order with every other update and
@@ -121,6 +128,78 @@
 //
 // Snapshots, Stats (commits, updates, objects, time in barriers) and
 // Problems are safe to read at any time.
+//
+// # Sync
+//
+// Repo.Integrate brings a peer's head into the namespace: the other half
+// of namespace sync, whose fetching and announcing live in cluster/nsync.
+// It runs inside the actor, in order with updates, after committing the
+// lazy updates that wait, and follows the frontier protocol of package
+// merge (which converges for any number of nodes, without merge storms):
+//
+//   - nothing happens when the head is ours or an ancestor of ours;
+//   - otherwise every commit reachable from the head that we lack is read
+//     from the source and checked, with its trees and blobs (see below);
+//   - when our head is an ancestor of the peer's (or we have none), our
+//     head moves to it: a fast-forward;
+//   - otherwise the frontier of the two heads (the non-merge commits among
+//     their ancestors that no other such commit descends from) decides: a
+//     frontier of one commit becomes our head; a larger one is merged into
+//     its canonical merge commit: parents the frontier sorted by id, tree
+//     the fold of merge.Trees over the frontier in that order, each step
+//     against the latest common ancestor (greatest generation, then
+//     greatest id) of what is merged so far and the next commit (the
+//     empty tree for unrelated histories), the sides' node ids and times
+//     taken from the frontier commits, signed "delugefs merge
+//     <merge@delugefs>" at the latest parent's commit time, with a message
+//     made of the merge's events. Two repositories that merge the same
+//     heads make byte-identical commits. IntegrateResult.Announce is set
+//     only for a new merge commit: a fast-forward is never announced.
+//
+// The commit graph (parents, generation, time, node of each commit) is
+// cached in memory, so repeated syncs read only new commits. Generations
+// bound every ancestry walk (an ancestor has a smaller one): testing
+// ancestry, computing a frontier or a common ancestor reads the commits
+// since the point of divergence, not the history. A peer's generation
+// trailers are checked against its commits' parents.
+//
+// A merge costs in the size of the difference, not of the namespace: the
+// three trees are flattened only where all three differ; where two of
+// them hold the same subtree (by tree id) the merge's outcome for it is
+// one side's, and it enters the merge as one leaf. The merged tree's
+// directories are built reusing our snapshot's nodes wherever they hold
+// the same object (a fast-forward likewise edits our snapshot by tree id),
+// and only the directories the merge changed are encoded again. Merging
+// two heads that differ in 10,000 paths of a namespace of 100,000
+// (BenchmarkIntegrate10k) takes about 0.3 s, most of it reading and
+// checking the peer's 5,000 new manifests.
+//
+// Objects copied from the source go into the journal record of the
+// integration (the merge commit's, or, for a fast-forward, a record whose
+// commit is the peer's head), made durable by its fdatasync before the
+// snapshot is published and before the branch moves; an integration too
+// large for the journal writes them as an fsync'd pack first (the slow
+// path of commits). A crash at any point leaves either the old head or the
+// new one, with every object it needs.
+//
+// Everything read from the source is untrusted and checked before
+// anything changes: objects must hash to their ids and have the type
+// their use says; commits must have exactly the tree, parent, author and
+// committer headers, bounded sizes and a correct generation; trees must
+// be in the form this package writes them (canonical modes, git order,
+// escaped names that unescape, no name twice, a marker that is a regular
+// file, a file's git mode agreeing with its manifest's mode); manifests,
+// markers and symlink targets are checked as Open checks them, and so are
+// path lengths, depth and the number of entries of the resulting
+// snapshot. Any failure fails the whole integration with ErrBadRemote and
+// changes nothing: a peer's bad commit is refused, never half applied
+// (unlike Open, which skips a bad entry of our own repository with a
+// Problem). A missing object is ErrBadRemote too.
+//
+// The actor reads our own objects itself (pack indexes read whole and
+// searched in place, pack entries by pread, delta bases cached), not
+// through go-git, whose storage reloads every index with a read per
+// field after each flush.
 //
 // # Reading
 //

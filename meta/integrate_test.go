@@ -338,3 +338,23 @@ func TestIntegrateErrors(t *testing.T) {
 		t.Errorf("bad node id: %v", err)
 	}
 }
+
+// TestIntegrateUnrelated merges two histories without a common commit
+// (two repositories created apart) against an empty base.
+func TestIntegrateUnrelated(t *testing.T) {
+	a, b := newPeer(t, "aa", nil), newPeer(t, "bb", nil)
+	put(t, a, "x", metatest.File(1, 1, 0o644, 1))
+	put(t, a, "same", metatest.File(9, 9, 0o644, 9))
+	put(t, b, "y", metatest.File(2, 2, 0o644, 1))
+	put(t, b, "same", metatest.File(9, 9, 0o644, 9))
+	ra, _ := exchange(t, a, b)
+	for _, p := range []string{"x", "y", "same"} {
+		if _, ok := a.Snapshot().Get(p); !ok {
+			t.Errorf("%s missing", p)
+		}
+	}
+	if c := conflictCopies(a.Snapshot()); len(c) > 0 {
+		t.Errorf("conflict copies %v (events %v)", c, ra.Events)
+	}
+	gitFsck(t, a.dir)
+}

@@ -20,7 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	netnstest.Main(m, map[string]func([]string) int{"discovery": childDiscovery})
+	netnstest.Main(m, map[string]func([]string) int{"discovery": childDiscovery, "stockbrowse": childStockBrowse})
 }
 
 // Short timings for tests: a peer is heard every ~200 ms and expires

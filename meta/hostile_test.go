@@ -128,6 +128,17 @@ func TestIntegrateHostile(t *testing.T) {
 			tree := h.tree("100644 .delugefs", h.blob(dirMarker))
 			return h.put(plumbing.CommitObject, fmt.Sprintf("tree %s\nparent %s\nauthor x <y> 1 +0000\ncommitter x <y> 1 +0000\nencoding evil\n\nm\n", tree, p))
 		}},
+		{"our marker as a file, in history", func(h hostileSrc, p plumbing.Hash, g int) plumbing.Hash {
+			// dirMarker is one of ours (the marker of d): a commit before
+			// the head uses it as a file's manifest.
+			bad := h.commit(h.tree("100644 .delugefs", h.blob(dirMarker), "100644 f", plumbing.ComputeHash(plumbing.BlobObject, []byte(dirMarker))), p, g)
+			return h.commit(h.tree("100644 .delugefs", h.blob(dirMarker)), bad, g+1)
+		}},
+		{"our tree as a blob, in history", func(h hostileSrc, p plumbing.Hash, g int) plumbing.Hash {
+			ours := h.tree("100644 .delugefs", h.blob(dirMarker)) // also the tree of d
+			bad := h.commit(h.tree("100644 .delugefs", h.blob(dirMarker), "100644 f", ours), p, g)
+			return h.commit(h.tree("100644 .delugefs", h.blob(dirMarker)), bad, g+1)
+		}},
 		{"commit is a tree", func(h hostileSrc, p plumbing.Hash, g int) plumbing.Hash {
 			return h.tree("100644 .delugefs", h.blob(dirMarker))
 		}},
@@ -143,6 +154,7 @@ func TestIntegrateHostile(t *testing.T) {
 			if !errors.Is(err, meta.ErrBadRemote) {
 				t.Fatalf("Integrate = %+v, %v; want ErrBadRemote", res, err)
 			}
+			t.Log(err)
 			if a.Head() != before || res.Changed {
 				t.Errorf("head moved to %s", a.Head())
 			}

@@ -339,8 +339,7 @@ type reader struct {
 	order    []plumbing.Hash             // imported, in the order read
 	scratch  map[plumbing.Hash]rawObject // trees of intermediate merge results
 	trees    map[plumbing.Hash]*dirTree
-	leaves   map[leafKey]*node
-	checked  map[leafKey]bool // imported blobs checked for a use
+	leaves   map[leafKey]*node // blobs decoded (and so checked) for a use
 }
 
 type leafKey struct {
@@ -351,7 +350,7 @@ type leafKey struct {
 
 func newReader(r *Repo, src storer.EncodedObjectStorer) *reader {
 	return &reader{r: r, src: src, imported: map[plumbing.Hash]rawObject{}, scratch: map[plumbing.Hash]rawObject{},
-		trees: map[plumbing.Hash]*dirTree{}, leaves: map[leafKey]*node{}, checked: map[leafKey]bool{}}
+		trees: map[plumbing.Hash]*dirTree{}, leaves: map[leafKey]*node{}}
 }
 
 func (rd *reader) get(h plumbing.Hash) (plumbing.ObjectType, []byte, error) {
@@ -478,8 +477,12 @@ func (rd *reader) importCommits(ctx context.Context, h plumbing.Hash) error {
 // everything. ours is our directory at the same path, if any: a child it
 // holds with the same id is ours, without a look into the packs.
 func (rd *reader) importTree(h plumbing.Hash, depth int, ours *node) error {
-	if _, ok := rd.imported[h]; ok || rd.r.hasOwn(h) {
+	if _, ok := rd.imported[h]; ok {
 		return nil
+	}
+	if rd.r.hasOwn(h) {
+		_, err := rd.tree(h) // one of ours: it must be a tree
+		return err
 	}
 	if depth >= MaxDepth {
 		return fmt.Errorf("%w: tree %s is nested deeper than %d", ErrBadRemote, h, MaxDepth)
@@ -562,19 +565,16 @@ func (k *kidsIter) find(name string) *node {
 	return nil
 }
 
-// importBlob reads and checks blob h, used as kind with git mode mode.
-// Blobs we hold already are not checked here (the snapshot built from the
-// merged tree decodes every entry it takes).
+// importBlob reads and checks blob h, used as kind with git mode mode
+// (once per integration): one of the peer's, or one of ours that a tree of
+// the peer's references (where our tree holds it at the same path, the
+// caller knows it is right and does not ask).
 func (rd *reader) importBlob(h plumbing.Hash, kind Kind, mode filemode.FileMode) error {
-	key := leafKey{h, kind, mode}
-	if rd.checked[key] {
-		return nil
+	if _, ok := rd.leaves[leafKey{h, kind, mode}]; ok {
+		return nil // checked already
 	}
 	o, ok := rd.imported[h]
-	if !ok {
-		if rd.r.hasOwn(h) {
-			return nil
-		}
+	if !ok && !rd.r.hasOwn(h) {
 		max := int64(MaxManifestLen)
 		if kind == KindSymlink {
 			max = MaxTargetLen
@@ -587,19 +587,13 @@ func (rd *reader) importBlob(h plumbing.Hash, kind Kind, mode filemode.FileMode)
 			return fmt.Errorf("%w: %s is a %v, not a blob", ErrBadRemote, h, t)
 		}
 		rd.keep(h, t, data)
-		o = rd.imported[h]
+		o, ok = rd.imported[h], true
 	}
-	if o.typ != plumbing.BlobObject {
+	if ok && o.typ != plumbing.BlobObject {
 		return fmt.Errorf("%w: %s is a %v, not a blob", ErrBadRemote, h, o.typ)
 	}
-	n, err := decodeLeaf(o.data, kind, mode)
-	if err != nil {
-		return fmt.Errorf("%w: %v %s: %v", ErrBadRemote, kind, h, err)
-	}
-	n.oid = h
-	rd.leaves[key] = n
-	rd.checked[key] = true
-	return nil
+	_, err := rd.leaf(h, kind, mode) // decodes and checks it
+	return err
 }
 
 // decodeLeaf makes the node of a file (manifest), symlink (target) or

@@ -358,3 +358,28 @@ func TestIntegrateUnrelated(t *testing.T) {
 	}
 	gitFsck(t, a.dir)
 }
+
+// TestIntegrateCommitsLazy: lazy updates waiting for a commit are
+// committed before the integration and kept by the merge.
+func TestIntegrateCommitsLazy(t *testing.T) {
+	a, b := newPeer(t, "aa", nil), newPeer(t, "bb", nil)
+	diverge(t, a, b,
+		func(tx *meta.Tx) error { return tx.Put("x", metatest.File(1, 1, 0o644, 1)) },
+		func(tx *meta.Tx) error { return tx.Put("y", metatest.File(2, 2, 0o644, 1)) },
+		func(tx *meta.Tx) error { return tx.Put("z", metatest.File(3, 3, 0o644, 1)) })
+	if err := b.UpdateLazy(context.Background(), "lazy", func(tx *meta.Tx) error {
+		return tx.Put("w", metatest.File(4, 4, 0o644, 1))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if res := b.pull(t, a); !res.Announce {
+		t.Fatalf("not a merge: %+v", res)
+	}
+	a.pull(t, b)
+	sameSnapshots(t, a, b)
+	for _, p := range []string{"x", "y", "z", "w"} {
+		if _, ok := a.Snapshot().Get(p); !ok {
+			t.Errorf("%s missing", p)
+		}
+	}
+}

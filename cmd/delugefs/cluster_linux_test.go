@@ -172,7 +172,7 @@ func TestClusterThreeHosts(t *testing.T) {
 		return nil
 	})
 	out, err = b.h.Run(context.Background(), bin, "status", "--api", "127.0.0.1:"+port, "--root", b.root)
-	if err != nil || !strings.Contains(string(out), "film.mkv") && !strings.Contains(string(out), "bigstore") {
+	if err != nil || !strings.Contains(string(out), "film.mkv") || !strings.Contains(string(out), "PEER") || !strings.Contains(string(out), "alive") {
 		t.Fatalf("status as text: %v\n%s", err, out)
 	}
 

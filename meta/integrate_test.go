@@ -383,3 +383,43 @@ func TestIntegrateCommitsLazy(t *testing.T) {
 		}
 	}
 }
+
+// TestIntegrateConcurrent integrates a peer's heads while other goroutines
+// update: integrations run between the batches, nothing is lost.
+func TestIntegrateConcurrent(t *testing.T) {
+	a, b := newPeer(t, "aa", nil), newPeer(t, "bb", nil)
+	put(t, a, "a", metatest.Dir(0o755, 0))
+	b.pull(t, a)
+	ctx := context.Background()
+	errs := make(chan error, 8)
+	for g := range 4 {
+		go func() {
+			for i := range 30 {
+				p := fmt.Sprintf("g%d-%d", g, i)
+				if err := b.Update(ctx, p, func(tx *meta.Tx) error { return tx.Put(p, metatest.File(1, uint64(g*100+i), 0o644, 1)) }); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for i := range 20 {
+		p := fmt.Sprintf("a/%d", i)
+		put(t, a, p, metatest.File(2, uint64(1000+i), 0o644, 1))
+		if _, err := b.Integrate(ctx, a.Head(), a.src(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.pull(t, b)
+	sameSnapshots(t, a, b)
+	if n := a.Snapshot().Len(); n != 1+20+4*30 {
+		t.Errorf("Len %d", n)
+	}
+	gitFsck(t, b.dir)
+}

@@ -196,10 +196,11 @@
 // (unlike Open, which skips a bad entry of our own repository with a
 // Problem). A missing object is ErrBadRemote too.
 //
-// The actor reads our own objects itself (pack indexes read whole and
-// searched in place, pack entries by pread, delta bases cached), not
-// through go-git, whose storage reloads every index with a read per
-// field after each flush.
+// Open and the actor read our own objects themselves (pack indexes read
+// whole and searched in place, pack entries by pread, delta bases
+// cached, loose objects from their files), not through go-git, whose
+// storage opens the pack file for every object and reloads every index,
+// with a read(2) per field, after each flush.
 //
 // # Reading
 //

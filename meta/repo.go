@@ -267,7 +267,19 @@ func (r *Repo) load() error {
 	if err != nil {
 		return fmt.Errorf("meta: read %s: %w", r.branch, err)
 	}
-	c, err := object.GetCommit(r.store, ref.Hash())
+	// Objects are read through the actor's pack reader, not go-git's
+	// storage (which opens the pack file for every object).
+	typ, cdata, err := r.readOwn(ref.Hash())
+	if err == nil && typ != plumbing.CommitObject {
+		err = fmt.Errorf("a %v", typ)
+	}
+	c := &object.Commit{}
+	if err == nil {
+		o := &plumbing.MemoryObject{}
+		o.SetType(plumbing.CommitObject)
+		o.Write(cdata)
+		err = c.Decode(o)
+	}
 	if err != nil {
 		return fmt.Errorf("meta: read commit %s: %w", ref.Hash(), err)
 	}
@@ -277,30 +289,11 @@ func (r *Repo) load() error {
 		return fmt.Errorf("meta: load tree of %s: %w", ref.Hash(), err)
 	}
 	var gen uint64
-	if data, err := r.readCommitData(ref.Hash()); err == nil {
-		if ci, err := parseCommit(data); err == nil {
-			gen = ci.gen // 0 (computed when needed) for a commit without the trailer
-		}
+	if ci, err := parseCommit(cdata); err == nil {
+		gen = ci.gen // 0 (computed when needed) for a commit without the trailer
 	}
 	r.snap.Store(&Snapshot{root: root, count: l.count, head: ref.Hash(), gen: gen})
 	return nil
-}
-
-// readCommitData reads a commit object through r.store (while loading).
-func (r *Repo) readCommitData(h plumbing.Hash) ([]byte, error) {
-	o, err := r.store.EncodedObject(plumbing.CommitObject, h)
-	if err != nil {
-		return nil, err
-	}
-	if o.Size() > maxCommitLen {
-		return nil, fmt.Errorf("commit %s of %d bytes", h, o.Size())
-	}
-	rd, err := o.Reader()
-	if err != nil {
-		return nil, err
-	}
-	defer rd.Close()
-	return io.ReadAll(rd)
 }
 
 // Problems returns what Open found wrong in the repository, with paths.
@@ -327,13 +320,20 @@ type loader struct {
 var errTooMany = errors.New("meta: too many entries")
 
 func (l *loader) dir(h plumbing.Hash, path string, depth int) (*node, error) {
-	t, err := object.GetTree(l.r.store, h)
+	typ, data, err := l.r.readOwn(h)
+	if err == nil && typ != plumbing.TreeObject {
+		err = fmt.Errorf("%s is a %v", h, typ)
+	}
+	var ents []object.TreeEntry
+	if err == nil {
+		ents, err = treeEntries(data)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read tree: %w", err)
 	}
 	n := &node{oid: h}
 	b := newKidsBuilder()
-	for _, te := range t.Entries {
+	for _, te := range ents {
 		if te.Name == markerName {
 			if te.Mode != filemode.Regular {
 				l.r.problem(path, fmt.Errorf("directory marker has mode %v", te.Mode))
@@ -417,26 +417,47 @@ func (l *loader) dir(h plumbing.Hash, path string, depth int) (*node, error) {
 }
 
 func (l *loader) blob(h plumbing.Hash, max int64) ([]byte, error) {
-	o, err := l.r.store.EncodedObject(plumbing.BlobObject, h)
+	typ, data, err := l.r.readOwn(h)
 	if err != nil {
 		return nil, fmt.Errorf("read blob %s: %w", h, err)
 	}
-	if o.Size() > max {
-		return nil, fmt.Errorf("blob %s of %d bytes exceeds %d", h, o.Size(), max)
-	}
-	rd, err := o.Reader()
-	if err != nil {
-		return nil, fmt.Errorf("read blob %s: %w", h, err)
-	}
-	defer rd.Close()
-	data, err := io.ReadAll(io.LimitReader(rd, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read blob %s: %w", h, err)
+	if typ != plumbing.BlobObject {
+		return nil, fmt.Errorf("read blob %s: a %v", h, typ)
 	}
 	if int64(len(data)) > max {
-		return nil, fmt.Errorf("blob %s exceeds %d bytes", h, max)
+		return nil, fmt.Errorf("blob %s of %d bytes exceeds %d", h, len(data), max)
 	}
 	return data, nil
+}
+
+// treeEntries splits a git tree into its entries, as go-git decodes it.
+func treeEntries(data []byte) ([]object.TreeEntry, error) {
+	n := 0
+	for i := 0; i < len(data); i++ {
+		if data[i] == 0 {
+			n++
+		}
+	}
+	ents := make([]object.TreeEntry, 0, n)
+	for len(data) > 0 {
+		sp := bytes.IndexByte(data, ' ')
+		if sp < 0 {
+			return nil, errors.New("tree entry without a mode")
+		}
+		mode, err := filemode.New(string(data[:sp]))
+		if err != nil {
+			return nil, fmt.Errorf("tree entry mode: %w", err)
+		}
+		nul := bytes.IndexByte(data[sp+1:], 0)
+		if nul < 0 || len(data) < sp+1+nul+1+20 {
+			return nil, errors.New("truncated tree entry")
+		}
+		name := string(data[sp+1 : sp+1+nul])
+		id := plumbing.Hash(data[sp+1+nul+1 : sp+1+nul+1+20])
+		ents = append(ents, object.TreeEntry{Name: name, Mode: mode, Hash: id})
+		data = data[sp+1+nul+1+20:]
+	}
+	return ents, nil
 }
 
 func join(dir, name string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -422,4 +423,50 @@ func TestIntegrateConcurrent(t *testing.T) {
 		t.Errorf("Len %d", n)
 	}
 	gitFsck(t, b.dir)
+}
+
+// TestIntegrateLegacyHistory: commits written before the generation
+// trailer (here by stock git) get their generations computed from their
+// parents, and sync goes on over them.
+func TestIntegrateLegacyHistory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "meta.git")
+	git(t, dir, "init", "--bare", "-q", "-b", "main")
+	marker := strings.TrimSpace(gitIn(t, dir, dirMarker, "hash-object", "-w", "--stdin"))
+	file := strings.TrimSpace(gitIn(t, dir, emptyFile, "hash-object", "-w", "--stdin"))
+	tree := strings.TrimSpace(gitIn(t, dir, "100644 blob "+marker+"\t.delugefs\n", "mktree"))
+	c1 := strings.TrimSpace(gitIn(t, dir, "", "commit-tree", tree, "-m", "one"))
+	tree2 := strings.TrimSpace(gitIn(t, dir, "100644 blob "+marker+"\t.delugefs\n100644 blob "+file+"\tf\n", "mktree"))
+	c2 := strings.TrimSpace(gitIn(t, dir, "", "commit-tree", tree2, "-p", c1, "-m", "two"))
+	git(t, dir, "update-ref", "refs/heads/main", c2)
+
+	a := &peer{Served: metatest.Serve(t, dir, meta.Options{NodeID: "aa"}), dir: dir, node: "aa"}
+	b := newPeer(t, "bb", nil)
+	b.pull(t, a)
+	put(t, a, "x", metatest.File(1, 1, 0o644, 1))
+	put(t, b, "y", metatest.File(2, 2, 0o644, 1))
+	exchange(t, a, b)
+	a.src(t)
+	msg := string(git(t, dir, "log", "--format=%B", "-n", "1", a.Head().String()))
+	if !strings.HasSuffix(strings.TrimSpace(msg), "DelugeFS-Generation: 4") {
+		t.Errorf("merge message:\n%s", msg)
+	}
+	for _, p := range []string{"f", "x", "y"} {
+		if _, ok := b.Snapshot().Get(p); !ok {
+			t.Errorf("%s missing", p)
+		}
+	}
+	gitFsck(t, dir)
+}
+
+func gitIn(t *testing.T, dir, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"--git-dir", dir}, args...)...)
+	cmd.Env = append(cmd.Environ(), "GIT_CONFIG_NOSYSTEM=1", "HOME="+t.TempDir(),
+		"GIT_AUTHOR_NAME=old", "GIT_AUTHOR_EMAIL=old@x", "GIT_COMMITTER_NAME=old", "GIT_COMMITTER_EMAIL=old@x")
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return string(out)
 }

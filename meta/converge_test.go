@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -190,6 +192,9 @@ func TestIntegrateConverge(t *testing.T) {
 	if testing.Short() {
 		seeds = 3
 	}
+	if n, err := strconv.Atoi(os.Getenv("DELUGEFS_CONVERGE_SEEDS")); err == nil {
+		seeds = n // a longer run by hand
+	}
 	for seed := range uint64(seeds) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { convergeRun(t, seed) })
 	}
@@ -278,11 +283,13 @@ func convergeRun(t *testing.T, seed uint64) {
 	})
 	t.Logf("seed %d: %d peers, %d changes, %d merges made, %d steps, %d entries, %d conflict copies, %d versions at several paths",
 		seed, n, s.ops, merges, s.step, final.Len(), conflicts, dups)
-	p0 := s.peers[0]
-	if err := p0.Sync(context.Background()); err != nil {
-		t.Fatal(err)
+	for _, p := range s.peers {
+		if err := p.Sync(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		gitFsck(t, p.dir)
 	}
-	gitFsck(t, p0.dir)
+	p0 := s.peers[0]
 	wide := strings.TrimSpace(string(git(t, p0.dir, "rev-list", "--count", "--min-parents=3", "HEAD")))
 	t.Logf("seed %d: merges of 3 or more commits in the final history: %s", seed, wide)
 }

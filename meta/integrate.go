@@ -169,9 +169,10 @@ func (r *Repo) integrate(ctx context.Context, h plumbing.Hash, src storer.Encode
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
-	req := commitReq{copied: rd.copied(), head: target}
+	req := commitReq{head: target}
 	if merged != nil {
 		req.root, req.gen, req.tree = merged.root, merged.gen, merged.tree
+		req.copied = rd.copied(merged.root)
 		data := merged.data
 		req.encode = func(plumbing.Hash) []byte { return data }
 		res.Announce = !r.hasOwn(target)
@@ -185,6 +186,7 @@ func (r *Repo) integrate(ctx context.Context, h plumbing.Hash, src storer.Encode
 			return fail(err)
 		}
 		req.gen = tc.gen
+		req.copied = rd.copied(nil)
 	}
 	if int(req.root.desc) > r.opts.MaxEntries {
 		return res, fmt.Errorf("meta: integrate %s: %w: %d entries exceed %d", h, ErrBadRemote, req.root.desc, r.opts.MaxEntries)
@@ -365,17 +367,42 @@ func (rd *reader) get(h plumbing.Hash) (plumbing.ObjectType, []byte, error) {
 
 func (rd *reader) own(h plumbing.Hash) bool { return rd.r.hasOwn(h) }
 
-// copied returns the objects to write: the imported ones and the
-// intermediate merge trees (the final merged tree may share subtrees with
-// them).
-func (rd *reader) copied() []rawObject {
-	out := make([]rawObject, 0, len(rd.order)+len(rd.scratch))
+// copied returns the objects to write: the imported ones, and the trees
+// and markers of intermediate merge results (a fold of three or more
+// commits) that the final tree root still uses.
+func (rd *reader) copied(root *node) []rawObject {
+	out := make([]rawObject, 0, len(rd.order))
 	for _, h := range rd.order {
 		out = append(out, rd.imported[h])
 	}
-	for _, o := range rd.scratch {
-		out = append(out, o)
+	if len(rd.scratch) == 0 || root == nil {
+		return out
 	}
+	seen := map[plumbing.Hash]bool{}
+	var walk func(n *node)
+	walk = func(n *node) {
+		if n.e.Kind != KindDir {
+			return
+		}
+		if !n.oid.IsZero() {
+			o, ok := rd.scratch[n.oid]
+			if !ok || seen[n.oid] {
+				return // ours or the peer's: written already
+			}
+			seen[n.oid] = true
+			out = append(out, o)
+		}
+		if o, ok := rd.scratch[n.marker]; ok && !seen[n.marker] {
+			seen[n.marker] = true
+			out = append(out, o)
+		}
+		it := n.kids.Iterator()
+		for !it.Done() {
+			_, c, _ := it.Next()
+			walk(c)
+		}
+	}
+	walk(root)
 	return out
 }
 

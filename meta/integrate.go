@@ -49,11 +49,17 @@ type integration struct {
 // commit or the canonical merge of the frontier. See "Sync" in the
 // package documentation.
 //
+// Waiting lazy updates are committed first. Integrate returns once the
+// new head and every object it needs are durable and its snapshot is
+// published; git readers see it, and Watch fires, after the next flush
+// (as for Update). Events are those of the merge, if one was made.
+//
 // src may also hold objects this repository has; it is read only, from
 // the actor, and must not be used by others meanwhile if it is not safe
 // for concurrent use. Everything read from it is checked; a missing or
 // malformed object fails the integration with ErrBadRemote and changes
-// nothing. The ctx bounds the wait, as for Update.
+// nothing. The ctx bounds the wait, as for Update: when it ends first,
+// Integrate returns ctx.Err() and the integration may still happen.
 func (r *Repo) Integrate(ctx context.Context, head plumbing.Hash, src storer.EncodedObjectStorer) (IntegrateResult, error) {
 	if head.IsZero() || src == nil {
 		return IntegrateResult{}, fmt.Errorf("meta: integrate: %w: zero head or nil source", ErrInvalid)

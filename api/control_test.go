@@ -112,6 +112,11 @@ func TestControlErrors(t *testing.T) {
 	tokA, _ := api.Token(keyA)
 	tokB, _ := api.Token(keyB)
 	tokC, _ := api.Token(keyC)
+	// A token one character off (the key is random: never the same one).
+	wrongTok := "x" + tokA[1:]
+	if tokA[0] == 'x' {
+		wrongTok = "y" + tokA[1:]
+	}
 	head := strings.Repeat("0f", 20)
 	good := `{"node":"n1","head":"` + head + `"}`
 
@@ -122,7 +127,7 @@ func TestControlErrors(t *testing.T) {
 	}{
 		{"ok", "POST", "/v1/a/notify", tokA, "application/json", good, 204, ""},
 		{"no token", "POST", "/v1/a/notify", "", "application/json", good, 401, "unauthorized"},
-		{"wrong token", "POST", "/v1/a/notify", "x" + tokA[1:], "application/json", good, 401, "unauthorized"},
+		{"wrong token", "POST", "/v1/a/notify", wrongTok, "application/json", good, 401, "unauthorized"},
 		{"other volume's token", "POST", "/v1/a/notify", tokB, "application/json", good, 401, "unauthorized"},
 		{"unknown volume, no token", "POST", "/v1/zz/notify", "", "application/json", good, 401, "unauthorized"},
 		{"unknown volume", "POST", "/v1/zz/notify", tokA, "application/json", good, 404, "unknown volume"},

@@ -83,9 +83,12 @@
 // commits a durable no-op, which makes every lazy create before it
 // durable.
 //
-// Small files (at most meta.MaxAttachedBlob, 256 KiB) are sealed with
-// piece.Store.SealSmall, which renames the temp file into the store with
-// no fsync and returns its bytes; the commit attaches them
+// Small files (at most meta.MaxAttachedBlob, 256 KiB) are written in
+// memory, not into a temp file (file.inMem; a file that grows past that
+// spills into one), and sealed with piece.Store.PutSmall, which writes the
+// blob with no fsync (a file reopened for writing whose temp file is
+// already there is sealed with piece.Store.SealSmall, which renames it
+// into the store the same way); the commit attaches the bytes
 // (meta.Tx.AttachBlob) so they ride in its journal record, and after a
 // crash meta's replay restores the blob (piece.Store.Restore) before the
 // manifest counts. So close(2) of a new small file costs one barrier (the

@@ -40,6 +40,14 @@ type file struct {
 	// mu guards the write state below and serialises seals of this file.
 	mu  sync.Mutex
 	tmp *os.File // the new contents (from Store.TempFile); nil when clean
+	// inMem says the new contents are in mem instead of tmp: a small file
+	// (at most memMax bytes) is written in memory and its seal stores it
+	// with Store.PutSmall, with no temp file to create, write and read
+	// back. Past memMax the contents spill into a temp file. memSeq says
+	// mem was written in order from byte 0 (a spill then starts a ladder).
+	inMem  bool
+	mem    []byte
+	memSeq bool
 	// ladder hashes tmp while it is written in order from byte 0 (see
 	// ladder); nil once a write or truncate broke the order.
 	ladder *ladder
@@ -233,8 +241,14 @@ func (f *FS) rollback(fl *file) {
 	}
 }
 
-// dropTmp closes and removes the temp file. fl.mu held.
+// dropTmp closes and removes the temp file, or forgets the contents in
+// memory. fl.mu held.
 func (fl *file) dropTmp() {
+	if fl.inMem {
+		fl.writing.Store(false)
+		fl.inMem, fl.mem = false, nil
+		return
+	}
 	if fl.tmp == nil {
 		return
 	}
@@ -260,6 +274,14 @@ func (f *FS) readAt(h *handle, p []byte, off int64) (int, error) {
 	for {
 		if fl.writing.Load() {
 			fl.mu.Lock()
+			if fl.inMem {
+				var n int
+				if off < int64(len(fl.mem)) {
+					n = copy(p, fl.mem[off:])
+				}
+				fl.mu.Unlock()
+				return n, nil
+			}
 			if fl.tmp != nil {
 				n, err := fl.tmp.ReadAt(p, off)
 				fl.mu.Unlock()
@@ -316,7 +338,21 @@ func (f *FS) readRemote(h *handle, e *meta.Entry, p []byte, off int64) (int, err
 // reflink on file systems that share extents), otherwise it starts empty.
 // fl.mu held.
 func (f *FS) beginWrite(fl *file, keep bool) error {
-	if fl.tmp != nil {
+	if fl.tmp != nil || fl.inMem {
+		return nil
+	}
+	if s := fl.src.Load(); f.memOK && (!keep || s.entry.Size <= memMax) {
+		var buf []byte
+		if keep && s.entry.Size > 0 {
+			buf = make([]byte, s.entry.Size, max(s.entry.Size, 4096))
+			if err := f.readIn(buf, s); err != nil {
+				return err
+			}
+		}
+		fl.stopLadder()
+		fl.inMem, fl.mem, fl.memSeq = true, buf, len(buf) == 0
+		fl.size.Store(int64(len(buf)))
+		fl.writing.Store(true)
 		return nil
 	}
 	tmp, err := f.store.TempFile()
@@ -342,6 +378,77 @@ func (f *FS) beginWrite(fl *file, keep bool) error {
 	fl.size.Store(size)
 	fl.writing.Store(true)
 	return nil
+}
+
+// memMax is the largest file written in memory (see file.inMem): the
+// largest blob a commit carries in its journal record.
+const memMax = piece.MaxSmallBlob
+
+// readIn reads the committed contents s (len(buf) bytes) into buf.
+func (f *FS) readIn(buf []byte, s *source) error {
+	h := s.entry.Hash
+	b, err := f.store.Open(h)
+	if errors.Is(err, piece.ErrNotFound) {
+		return fmt.Errorf("copy blob %s for writing: not on this node: %w", h, errno(fuse.EIO))
+	}
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if _, err := b.ReadAt(buf, 0); err != nil {
+		return fmt.Errorf("copy blob %s for writing: %w", h, err)
+	}
+	return nil
+}
+
+// spill moves contents written in memory into a temp file, for a file
+// that grew past memMax. fl.mu held.
+func (f *FS) spill(fl *file) error {
+	tmp, err := f.store.TempFile()
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.WriteAt(fl.mem, 0); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	fl.tmp = tmp
+	if fl.memSeq {
+		fl.ladder = newLadder(tmp)
+		if !fl.ladder.wrote(fl.mem, 0) {
+			fl.stopLadder()
+		}
+	}
+	fl.inMem, fl.mem = false, nil
+	return nil
+}
+
+// writeMem writes p at off into the contents in memory, spilling them
+// into a temp file when they would grow past memMax; it reports whether
+// the write was done. fl.mu held.
+func (f *FS) writeMem(fl *file, p []byte, off int64) (bool, error) {
+	end := off + int64(len(p))
+	if end > memMax {
+		return false, f.spill(fl)
+	}
+	if off != int64(len(fl.mem)) {
+		fl.memSeq = false
+	}
+	if end > int64(len(fl.mem)) {
+		if end > int64(cap(fl.mem)) {
+			grown := make([]byte, len(fl.mem), min(max(2*cap(fl.mem), int(end), 4096), memMax))
+			copy(grown, fl.mem)
+			fl.mem = grown
+		}
+		old := len(fl.mem)
+		fl.mem = fl.mem[:end]
+		if off > int64(old) {
+			clear(fl.mem[old:off]) // a hole reads as zeros
+		}
+	}
+	copy(fl.mem[off:], p)
+	return true, nil
 }
 
 // copyIn copies the committed contents s into tmp.
@@ -387,6 +494,22 @@ func (f *FS) write(fl *file, p []byte, off int64) (int, error) {
 		fl.markFailed(err)
 		return 0, err
 	}
+	if fl.inMem {
+		done, err := f.writeMem(fl, p, off)
+		if err != nil {
+			fl.markFailed(err)
+			return 0, err
+		}
+		if done {
+			if end := off + int64(len(p)); end > fl.size.Load() {
+				fl.size.Store(end)
+			}
+			if len(p) > 0 {
+				fl.markChanged()
+			}
+			return len(p), nil
+		}
+	}
 	n, err := fl.tmp.WriteAt(p, off)
 	if err != nil && fl.werr == nil {
 		fl.werr = err
@@ -405,7 +528,7 @@ func (f *FS) write(fl *file, p []byte, off int64) (int, error) {
 
 // truncate sets the length of fl's contents. fl.mu held.
 func (f *FS) truncateLocked(fl *file, size int64) error {
-	if !fl.changed.Load() && fl.sealed == nil && size == fl.src.Load().entry.Size && fl.tmp == nil {
+	if !fl.changed.Load() && fl.sealed == nil && size == fl.src.Load().entry.Size && fl.tmp == nil && !fl.inMem {
 		return nil // nothing changes (e.g. O_TRUNC of an empty file)
 	}
 	if !fl.changed.Load() {
@@ -414,6 +537,28 @@ func (f *FS) truncateLocked(fl *file, size int64) error {
 	if err := f.beginWrite(fl, size > 0); err != nil {
 		fl.markFailed(err)
 		return err
+	}
+	if fl.inMem && size > memMax {
+		if err := f.spill(fl); err != nil {
+			fl.markFailed(err)
+			return err
+		}
+	}
+	if fl.inMem {
+		switch {
+		case size == 0:
+			fl.memSeq = true
+		case size != int64(len(fl.mem)):
+			fl.memSeq = false
+		}
+		if size <= int64(len(fl.mem)) {
+			fl.mem = fl.mem[:size]
+		} else {
+			fl.mem = append(fl.mem, make([]byte, size-int64(len(fl.mem)))...)
+		}
+		fl.size.Store(size)
+		fl.markChanged()
+		return nil
 	}
 	if err := fl.tmp.Truncate(size); err != nil {
 		fl.markFailed(err)
@@ -451,6 +596,28 @@ func (f *FS) sealLocked(fl *file) error {
 func (f *FS) seal(fl *file) error {
 	if err := fl.werr; err != nil {
 		return err // a write failed (a full disk): the changes are incomplete
+	}
+	if fl.inMem {
+		data := fl.mem
+		var info *bt.Info
+		if len(data) > 0 {
+			var err error
+			if info, err = f.store.PutSmall(data); err != nil {
+				return err
+			}
+		}
+		f.sealsHashed.Add(1)
+		fl.inMem, fl.mem = false, nil
+		e := &meta.Entry{Kind: meta.KindFile, Size: int64(len(data)), Info: info}
+		if info != nil {
+			e.Hash = info.Hash()
+		}
+		fl.setSource(f.openSource(e))
+		fl.writing.Store(false)
+		fl.sealed, fl.sealedData = info, data
+		if info == nil {
+			fl.sealed = &bt.Info{} // empty contents, Length 0
+		}
 	}
 	if fl.tmp != nil {
 		var known *bt.Info

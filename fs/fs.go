@@ -107,6 +107,7 @@ type FS struct {
 
 	sealsKnown  atomic.Int64 // seals whose info the ladder had (see Stats)
 	sealsHashed atomic.Int64 // seals that left the hashing to Store.Seal
+	memOK       bool         // small files are written in memory (file.inMem)
 }
 
 // Stats counts work the file system has done since New.
@@ -144,6 +145,9 @@ func New(repo *meta.Repo, store *piece.Store, opts Options) *FS {
 		files:  make(map[string]*file),
 		hidden: make(map[string]*file),
 		cached: make(map[string]bt.InfoHash),
+		// Small files are written in memory when their seal can attach
+		// the bytes to the commit (the journal makes them durable).
+		memOK: repo.AttachesBlobs() && memMax <= meta.MaxAttachedBlob,
 	}
 }
 

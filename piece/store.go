@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/delugefs/delugefs/bt"
@@ -67,6 +68,10 @@ type Store struct {
 	// while data is hashed or copied.
 	mu   sync.Mutex
 	open map[bt.InfoHash]*Blob // partial or complete blobs opened by OpenBlob
+
+	// shards holds the blobs/ab directories known to exist (PutSmall).
+	shards sync.Map
+	seq    atomic.Uint64 // names PutSmall's temp files
 }
 
 // OpenStore opens the store under root, creating root, root/blobs and

@@ -234,3 +234,42 @@ func (s *Store) confirmStored(h bt.InfoHash, f *os.File, size int64) (bool, erro
 	}
 	return true, syncDir(filepath.Dir(dst))
 }
+
+// PutSmall stores data (at most MaxSmallBlob bytes, not empty) as a
+// complete blob, like SealSmall but from memory: the caller held a small
+// file's contents in memory while it was written, so there is no temp file
+// to read back. It hashes data, writes the blob under a temp name beside
+// its final one and renames it into place, without fsync (the caller's
+// journal carries data, see SealSmall); a blob already stored with these
+// bytes is kept. It returns the info. The caller must not change data.
+func (s *Store) PutSmall(data []byte) (*bt.Info, error) {
+	if len(data) == 0 || len(data) > MaxSmallBlob {
+		return nil, fmt.Errorf("put small blob: %d bytes: want 1 to %d", len(data), MaxSmallBlob)
+	}
+	info := hashBytes(data, Length(int64(len(data))))
+	h := info.Hash()
+	if s.holds(h, data) {
+		return info, nil
+	}
+	dst := s.dataPath(h)
+	dir := filepath.Dir(dst)
+	if _, ok := s.shards.Load(dir); !ok {
+		if err := mkdirSynced(dir); err != nil {
+			return nil, fmt.Errorf("put small blob %s: %w", h, err)
+		}
+		s.shards.Store(dir, true)
+	}
+	tmp := filepath.Join(s.tmp, fmt.Sprintf("p-%d", s.seq.Add(1)))
+	if err := writeNew(tmp, data); err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("put small blob %s: %w", h, err)
+	}
+	s.mu.Lock()
+	err := s.replaceLocked(h, tmp, dst)
+	s.mu.Unlock()
+	if err != nil {
+		os.Remove(tmp)
+		return nil, fmt.Errorf("put small blob %s: %w", h, err)
+	}
+	return info, nil
+}

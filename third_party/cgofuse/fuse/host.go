@@ -14,10 +14,12 @@ package fuse
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -111,6 +113,9 @@ func recoverAsErrno(errc0 *c_int) {
 		case Error:
 			*errc0 = c_int(e)
 		default:
+			// DelugeFS: a panic in a file system method is a bug; say so
+			// (with its stack) instead of turning it silently into EIO.
+			fmt.Fprintf(os.Stderr, "cgofuse: panic in a file system method (answered EIO): %v\n%s", r, debug.Stack())
 			*errc0 = -c_int(EIO)
 		}
 	}

@@ -177,6 +177,18 @@ func Open(ctx context.Context, o Options) (_ *Volume, err error) {
 
 	// Decide how the primary comes to be before touching any disk.
 	key := o.Key
+	if o.MDNS {
+		if err := o.Network.Usable(); err != nil {
+			if len(o.Network.Interfaces) > 0 {
+				return nil, usagef("--mdns-iface: %w", err)
+			}
+			// A machine with no multicast interface (a container, a
+			// laptop offline) still runs; peers come from --peer.
+			o.Log.Warn("mDNS discovery is off: no multicast-capable interface is up; other nodes are found through --peer only", "err", err)
+			o.MDNS = false
+			v.opts.MDNS = false
+		}
+	}
 	switch {
 	case o.Create:
 		if ents, err := os.ReadDir(roots[0]); err == nil && len(ents) > 0 {

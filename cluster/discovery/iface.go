@@ -119,3 +119,11 @@ func listenMulticast(ifs []net.Interface) (*ipv4.PacketConn, error) {
 	}
 	return pc, nil
 }
+
+// Usable reports whether n has an interface discovery can speak mDNS on:
+// nil, or an error wrapping ErrNoInterfaces that says why not (a machine
+// with only a loopback, a named interface that is down or missing).
+func (n Network) Usable() error {
+	_, err := n.pick()
+	return err
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -293,4 +295,81 @@ func TestClusterThreeHosts(t *testing.T) {
 	if err := sameFile(filepath.Join(a.mnt, "doc.txt"), edited); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestNoMulticastInterface: on a host with only a loopback (a container,
+// a machine offline) a node still starts and mounts, with mDNS off and a
+// warning, instead of failing.
+func TestNoMulticastInterface(t *testing.T) {
+	ns := fmt.Sprintf("%s%d-lo", netnstest.Prefix, os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	if out, err := exec.Command("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		t.Fatalf("lo up: %v: %s", err, out)
+	}
+	dir := t.TempDir()
+	mnt := filepath.Join(dir, "mnt")
+	must(t, os.Mkdir(mnt, 0o755))
+	t.Cleanup(func() { lazyUnmount(mnt) })
+	cmd := exec.Command("ip", "netns", "exec", ns, bin, "--create", "--id", "v", "--root", filepath.Join(dir, "root"), "--mount", mnt)
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	must(t, err)
+	must(t, cmd.Start())
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 100)
+	go func() { // ends when the process closes stdout
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	deadline := time.After(30 * time.Second)
+	for mounted := false; !mounted; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("delugefs exited before mounting:\n%s", stderr.String())
+			}
+			mounted = strings.Contains(l, "mounted at")
+		case <-deadline:
+			t.Fatalf("not mounted after 30s:\n%s", stderr.String())
+		}
+	}
+	must(t, os.WriteFile(filepath.Join(mnt, "x"), []byte("works"), 0o644))
+	if err := sameFile(filepath.Join(mnt, "x"), []byte("works")); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr.String(), "mDNS discovery is off") {
+		t.Errorf("no warning about mDNS:\n%s", stderr.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer a process writes while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -322,3 +322,23 @@ func TestStatusText(t *testing.T) {
 		t.Errorf("Bytes: %s %s %s %s", api.Bytes(0), api.Bytes(1023), api.Bytes(1<<60), api.Bytes(^uint64(0)))
 	}
 }
+
+// The Go profiles are served, and only with a token.
+func TestPprof(t *testing.T) {
+	key := apitest.Key()
+	_, base := apitest.Start(t, api.Options{}, api.Volume{ID: "a", Key: key, Handler: api.HandlerFuncs{}})
+	tok, _ := api.Token(key)
+	for _, tc := range []struct {
+		token string
+		code  int
+	}{{"", 401}, {tok, 200}} {
+		req, _ := http.NewRequest("GET", base+"/debug/pprof/heap?debug=1", nil)
+		if tc.token != "" {
+			req.SetBasicAuth("n1", tc.token)
+		}
+		r := do(t, req)
+		if r.code != tc.code || tc.code == 200 && !strings.Contains(r.body, "heap profile") {
+			t.Errorf("token %v: %d %.100q", tc.token != "", r.code, r.body)
+		}
+	}
+}

@@ -45,6 +45,7 @@
 //	GET  /v1/<volume>/status   -> VolumeStatus
 //	GET  /status               -> StatusReport: every volume the credentials open
 //	GET  /metrics              Prometheus text format
+//	GET  /debug/pprof/...      Go profiles (net/http/pprof): heap, profile, goroutine, trace
 //
 // Errors are JSON {"error": "..."} with a 4xx or 5xx status: 400
 // malformed (bad JSON, unknown fields, trailing data, bad head or node

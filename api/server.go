@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"regexp"
 	"sort"
 	"sync"
@@ -325,6 +326,11 @@ func (s *Server) routes() {
 	global("GET", "/status", "status", s.handleStatus)
 	metrics := promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{})
 	global("GET", "/metrics", "metrics", metrics.ServeHTTP)
+	// Go's profiles (heap, CPU, goroutines), for finding where a node's
+	// time and memory go; behind the same token as everything else.
+	global("", "/debug/pprof/", "pprof", pprof.Index)
+	global("", "/debug/pprof/profile", "pprof", pprof.Profile)
+	global("", "/debug/pprof/trace", "pprof", pprof.Trace)
 	global("", "/", "other", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "api: no such endpoint")
 	})

@@ -30,10 +30,22 @@
 // being written are applied one after another and written as one commit
 // (group commit) whose message joins theirs; an fn that fails or panics
 // leaves no trace. A commit encodes the changed manifests, the trees on the
-// changed paths (each directory's tree id is cached, so unchanged subtrees
-// are never re-encoded; a changed directory's tree is re-encoded whole, as
-// git's format requires, so a commit into a directory of 100,000 entries
-// costs O(100,000)) and the commit object.
+// changed paths and the commit object. Each directory's tree id is cached,
+// so unchanged subtrees are never visited. A changed directory of at least
+// 64 entries whose tree was written since Open keeps that tree's bytes and
+// entry offsets, and its copies list the children changed since (Put,
+// Remove, Rename; a subdirectory whose tree changes counts as changed),
+// so its next tree is made by splicing in only those entries, in git
+// order (a binary search each), and its reference delta (below) is made
+// from the same edits: the cost is in the number of changed entries, plus
+// one copy and one SHA-1 of the tree's bytes, which git's format requires
+// (a commit into a directory of 100,000 entries takes about 9 ms, most of
+// it that SHA-1 and copy, instead of 29 ms). A directory encodes its tree
+// whole when it keeps no bytes: after Open, when Integrate built it, when
+// it is smaller, or when more than 1,024 changes accumulated. The bytes
+// kept cost about as much memory as the trees themselves (some 45 bytes
+// an entry) for the large directories written since Open; nodes shared
+// with published snapshots are never modified (a splice makes new bytes).
 //
 // Durability takes one fdatasync per durable commit: the commit's objects (as
 // pack entries) and the new branch value are appended as one

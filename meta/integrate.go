@@ -422,7 +422,7 @@ func (rd *reader) write(h plumbing.Hash, typ string, data []byte) error {
 	return nil
 }
 
-func (rd *reader) writeTree(h plumbing.Hash, data []byte, _ plumbing.Hash) error {
+func (rd *reader) writeTree(h plumbing.Hash, data []byte, _ plumbing.Hash, _ []byte) error {
 	return rd.write(h, "tree", data)
 }
 
@@ -1021,8 +1021,8 @@ func (rd *reader) canonical(ctx context.Context, f []plumbing.Hash, ours *node) 
 // discard is a sink that keeps nothing: for computing tree ids.
 type discard struct{}
 
-func (discard) write(plumbing.Hash, string, []byte) error            { return nil }
-func (discard) writeTree(plumbing.Hash, []byte, plumbing.Hash) error { return nil }
+func (discard) write(plumbing.Hash, string, []byte) error                    { return nil }
+func (discard) writeTree(plumbing.Hash, []byte, plumbing.Hash, []byte) error { return nil }
 
 // mergeMessage is a merge commit's message: a function of the parents and
 // the events only.

@@ -84,8 +84,10 @@ func (w *objWriter) write(h plumbing.Hash, typ string, data []byte) error {
 // so in the same pack, and in this or an earlier live journal record) and
 // the chain through it is short, the tree is stored as a reference delta
 // against it: a commit into a directory of thousands of entries then
-// journals and packs a few dozen bytes, not the whole tree.
-func (w *objWriter) writeTree(h plumbing.Hash, data []byte, base plumbing.Hash) error {
+// journals and packs a few dozen bytes, not the whole tree. delta, when
+// not nil, is a delta that makes data from base's tree (made by splicing);
+// otherwise writeTree makes one.
+func (w *objWriter) writeTree(h plumbing.Hash, data []byte, base plumbing.Hash, delta []byte) error {
 	if w.has(h) {
 		return nil
 	}
@@ -93,7 +95,11 @@ func (w *objWriter) writeTree(h plumbing.Hash, data []byte, base plumbing.Hash) 
 		return w.write(h, "tree", data)
 	}
 	if src, ok := w.raws[base]; ok && w.depth[base] < maxDeltaDepth {
-		if d := makeDelta(src, data); len(d) <= len(data)/2 {
+		d := delta
+		if d == nil {
+			d = makeDelta(src, data)
+		}
+		if len(d) <= len(data)/2 {
 			w.buf.Reset()
 			var hd [16]byte
 			w.buf.Write(appendEntryHeader(hd[:0], objRefDelta, len(d)))
@@ -198,6 +204,13 @@ func gitLess(a, b treeEnt) int {
 }
 
 func encodeTree(ents []treeEnt) []byte {
+	b, _ := encodeTreeOffs(ents, false)
+	return b
+}
+
+// encodeTreeOffs is encodeTree that also returns each entry's offset when
+// offs is set.
+func encodeTreeOffs(ents []treeEnt, offs bool) ([]byte, []uint32) {
 	sorted := true
 	for i := 1; i < len(ents); i++ {
 		if gitLess(ents[i-1], ents[i]) >= 0 {
@@ -213,14 +226,17 @@ func encodeTree(ents []treeEnt) []byte {
 		size += len(e.name) + 28
 	}
 	b := make([]byte, 0, size)
-	for _, e := range ents {
-		b = append(b, modeString(e.mode)...)
-		b = append(b, ' ')
-		b = append(b, e.name...)
-		b = append(b, 0)
-		b = append(b, e.oid[:]...)
+	var o []uint32
+	if offs {
+		o = make([]uint32, 0, len(ents))
 	}
-	return b
+	for _, e := range ents {
+		if offs {
+			o = append(o, uint32(len(b)))
+		}
+		b = appendTreeEnt(b, e.mode, e.name, e.oid)
+	}
+	return b, o
 }
 
 func modeString(m filemode.FileMode) string {
@@ -241,7 +257,7 @@ func modeString(m filemode.FileMode) string {
 // store for trees that are only computed (intermediate merge results).
 type objSink interface {
 	write(h plumbing.Hash, typ string, data []byte) error
-	writeTree(h plumbing.Hash, data []byte, base plumbing.Hash) error
+	writeTree(h plumbing.Hash, data []byte, base plumbing.Hash, delta []byte) error
 }
 
 // writeTrees writes the git trees of every changed directory under n
@@ -254,8 +270,8 @@ func writeTrees(w objSink, n *node) (*node, error) {
 	if !n.oid.IsZero() {
 		return n, nil
 	}
-	kids := n.kids
 	cp := *n
+	cp.dirty, cp.enc = nil, nil
 	if cp.marker.IsZero() {
 		m := encodeManifest(n.e)
 		cp.marker = blobHash(m)
@@ -263,37 +279,52 @@ func writeTrees(w objSink, n *node) (*node, error) {
 			return nil, err
 		}
 	}
+	var (
+		data, delta []byte
+		offs        []uint32
+		err         error
+	)
+	if n.enc != nil && !n.prev.IsZero() && n.enc.id == n.prev {
+		data, offs, delta, err = spliceTrees(w, &cp, n)
+	} else {
+		data, offs, err = encodeTrees(w, &cp, n)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cp.oid = objectHash("tree", data)
+	if len(offs) >= spliceMinEntries {
+		cp.enc = &treeEnc{id: cp.oid, data: data, offs: offs}
+	}
+	if err := w.writeTree(cp.oid, data, n.prev, delta); err != nil {
+		return nil, err
+	}
+	return &cp, nil
+}
+
+// encodeTrees encodes the tree of n whole, writing the trees of changed
+// subdirectories first (into cp.kids). It returns the entries' offsets
+// when the encoding is to be kept.
+func encodeTrees(w objSink, cp, n *node) ([]byte, []uint32, error) {
+	kids := n.kids
 	ents := make([]treeEnt, 0, kids.Len()+1)
 	ents = append(ents, treeEnt{markerName, filemode.Regular, cp.marker})
 	it := n.kids.Iterator()
 	for !it.Done() {
 		name, c, _ := it.Next()
-		var mode filemode.FileMode
-		switch c.e.Kind {
-		case KindDir:
-			if c.oid.IsZero() {
-				nc, err := writeTrees(w, c)
-				if err != nil {
-					return nil, err
-				}
-				kids = kids.Set(name, nc)
-				c = nc
+		if c.e.Kind == KindDir && c.oid.IsZero() {
+			nc, err := writeTrees(w, c)
+			if err != nil {
+				return nil, nil, err
 			}
-			mode = filemode.Dir
-		case KindSymlink:
-			mode = filemode.Symlink
-		default:
-			mode = fileMode(c.e)
+			kids = kids.Set(name, nc)
+			c = nc
 		}
-		ents = append(ents, treeEnt{escapeName(name), mode, c.oid})
+		ents = append(ents, treeEnt{escapeName(name), kidMode(c), c.oid})
 	}
-	data := encodeTree(ents)
-	cp.oid = objectHash("tree", data)
 	cp.kids = kids
-	if err := w.writeTree(cp.oid, data, n.prev); err != nil {
-		return nil, err
-	}
-	return &cp, nil
+	data, offs := encodeTreeOffs(ents, len(ents) >= spliceMinEntries)
+	return data, offs, nil
 }
 
 // fileMode is the git mode of a regular file's entry.

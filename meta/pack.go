@@ -540,12 +540,7 @@ func makeDelta(src, dst []byte) []byte {
 	d := appendVarint(nil, len(src))
 	d = appendVarint(d, len(dst))
 	d = appendCopy(d, 0, p)
-	for mid := dst[p : len(dst)-s]; len(mid) > 0; {
-		n := min(len(mid), 127)
-		d = append(d, byte(n))
-		d = append(d, mid[:n]...)
-		mid = mid[n:]
-	}
+	d = appendInsert(d, dst[p:len(dst)-s])
 	return appendCopy(d, len(src)-s, s)
 }
 

@@ -21,6 +21,13 @@ type node struct {
 	marker plumbing.Hash                       // blob of the .delugefs marker (encodeManifest(e))
 	desc   uint32                              // entries below (all descendants)
 	kids   *immutable.SortedMap[string, *node] // children by user name
+	// enc is the encoding of the last tree written (oid, or prev while oid
+	// is zero), kept so that the next tree is made by splicing in only the
+	// changed entries (splice.go); nil when not kept. dirty lists the
+	// names of the children changed since that tree (nil: none). Both are
+	// shared with the node's copies and never modified.
+	enc   *treeEnc
+	dirty *dirtyName
 }
 
 // weight is what n adds to its parent's desc: itself and its descendants.

@@ -103,6 +103,7 @@ func (tx *Tx) Put(path string, e *Entry) error {
 			return fmt.Errorf("put %q: %w: the root is a directory", path, ErrInvalid)
 		}
 		n.kids, n.desc = tx.root.kids, tx.root.desc
+		carryTree(n, tx.root)
 		tx.root = n
 		tx.changed = true
 		return nil
@@ -115,6 +116,7 @@ func (tx *Tx) Put(path string, e *Entry) error {
 			added = true
 		case old.e.Kind == KindDir && e.Kind == KindDir:
 			n.kids, n.desc = old.kids, old.desc // attribute change: same children, new marker
+			carryTree(n, old)
 		case old.e.Kind == KindDir:
 			return nil, ErrIsDir
 		case e.Kind == KindDir:
@@ -294,10 +296,7 @@ func rebuild(n *node, parts []string, f func(dir *node, name string) (*node, err
 
 func withKid(dir *node, name string, c *node) *node {
 	cp := *dir
-	if !dir.oid.IsZero() {
-		cp.prev = dir.oid
-	}
-	cp.oid = plumbing.ZeroHash
+	touch(&cp, dir, name)
 	if old, ok := dir.kids.Get(name); ok {
 		cp.desc -= old.weight()
 	}
@@ -308,10 +307,7 @@ func withKid(dir *node, name string, c *node) *node {
 
 func withoutKid(dir *node, name string) *node {
 	cp := *dir
-	if !dir.oid.IsZero() {
-		cp.prev = dir.oid
-	}
-	cp.oid = plumbing.ZeroHash
+	touch(&cp, dir, name)
 	if old, ok := dir.kids.Get(name); ok {
 		cp.desc -= old.weight()
 	}

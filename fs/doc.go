@@ -85,10 +85,14 @@
 //
 // Small files (at most meta.MaxAttachedBlob, 256 KiB) are written in
 // memory, not into a temp file (file.inMem; a file that grows past that
-// spills into one), and sealed with piece.Store.PutSmall, which writes the
-// blob with no fsync (a file reopened for writing whose temp file is
-// already there is sealed with piece.Store.SealSmall, which renames it
-// into the store the same way); the commit attaches the bytes
+// spills into one), and sealed with piece.Store.PutSmallAsync: the store
+// counts the blob as complete at once and writes its file in the
+// background, with no fsync, and the open file reads the bytes from memory
+// (a file whose temp file is already there is sealed with
+// piece.Store.SealSmall, which renames it into the store without fsync);
+// the node opens the repo with meta.Options.BeforeCheckpoint set to the
+// store's Flush, so no journal record is retired while its blob is only in
+// memory. The commit attaches the bytes
 // (meta.Tx.AttachBlob) so they ride in its journal record, and after a
 // crash meta's replay restores the blob (piece.Store.Restore) before the
 // manifest counts. So close(2) of a new small file costs one barrier (the

@@ -70,6 +70,10 @@ type file struct {
 type source struct {
 	entry *meta.Entry
 	blob  *os.File // complete local blob; nil for an empty file or a remote one
+	// mem is the contents of a small blob this node just sealed, which the
+	// store writes in the background (piece.Store.PutSmallAsync): reads
+	// of this open file are served from it.
+	mem []byte
 }
 
 // handle is one open(2) of a file.
@@ -293,6 +297,13 @@ func (f *FS) readAt(h *handle, p []byte, off int64) (int, error) {
 			fl.mu.Unlock()
 		}
 		s := fl.src.Load()
+		if s.mem != nil {
+			var n int
+			if off < int64(len(s.mem)) {
+				n = copy(p, s.mem[off:])
+			}
+			return n, nil
+		}
 		if s.blob != nil {
 			n, err := s.blob.ReadAt(p, off)
 			if errors.Is(err, os.ErrClosed) {
@@ -601,8 +612,12 @@ func (f *FS) seal(fl *file) error {
 		data := fl.mem
 		var info *bt.Info
 		if len(data) > 0 {
-			var err error
-			if info, err = f.store.PutSmall(data); err != nil {
+			// The store writes the blob file in the background (the
+			// journal record of the commit below carries the bytes, and
+			// the store's Flush runs before any checkpoint retires it):
+			// the close does not wait for a file create and rename.
+			info = piece.HashSmall(data)
+			if err := f.store.PutSmallAsync(info, data); err != nil {
 				return err
 			}
 		}
@@ -612,7 +627,7 @@ func (f *FS) seal(fl *file) error {
 		if info != nil {
 			e.Hash = info.Hash()
 		}
-		fl.setSource(f.openSource(e))
+		fl.setSource(&source{entry: e, mem: data})
 		fl.writing.Store(false)
 		fl.sealed, fl.sealedData = info, data
 		if info == nil {
@@ -709,6 +724,7 @@ func (f *FS) commit(fl *file) error {
 		return err
 	}
 	// Keep the blob already open; the entry now has mode and owner too.
-	fl.setSource(&source{entry: put, blob: fl.src.Load().blob})
+	old := fl.src.Load()
+	fl.setSource(&source{entry: put, blob: old.blob, mem: old.mem})
 	return nil
 }

@@ -70,6 +70,13 @@ type Options struct {
 	// record's commit is applied, and fails if it fails. nil disables
 	// Tx.AttachBlob. piece.Store.Restore is the one a node passes.
 	RestoreBlob func(info *bt.Info, data []byte) error
+	// BeforeCheckpoint, when set, is called by every checkpoint just
+	// before the barrier (syncfs) after which journal records are
+	// retired: a blob store that writes attached blobs in the background
+	// (piece.Store.PutSmallAsync) finishes them here (piece.Store.Flush),
+	// so no record goes while its blob is only in memory. An error fails
+	// the checkpoint; the records stay.
+	BeforeCheckpoint func() error
 }
 
 // Problem is something wrong found in the repository: a path that could not
@@ -1310,6 +1317,13 @@ func (r *Repo) checkpointFlush(direct bool) error {
 			return err
 		}
 		r.pendingRef = plumbing.ZeroHash
+	}
+	if r.opts.BeforeCheckpoint != nil {
+		// Blobs attached to the records about to be retired must be on
+		// disk before the barrier that retires them.
+		if err := r.opts.BeforeCheckpoint(); err != nil {
+			return fmt.Errorf("before checkpoint: %w", err)
+		}
 	}
 	r.w.written = append(r.w.written, r.gitDir) // force the barrier
 	if err := r.w.syncObjects(r.dirF); err != nil {

@@ -78,7 +78,7 @@ func Open(root, volumeID string, opts Options) (*Node, error) {
 		n.Close()
 		return nil, fmt.Errorf("node: open blob store: %w", err)
 	}
-	if n.Repo, err = meta.Open(filepath.Join(root, "meta.git"), meta.Options{Logger: n.log, Name: "delugefs node " + cfg.NodeID, NodeID: cfg.NodeID, RestoreBlob: n.Store.Restore}); err != nil {
+	if n.Repo, err = meta.Open(filepath.Join(root, "meta.git"), meta.Options{Logger: n.log, Name: "delugefs node " + cfg.NodeID, NodeID: cfg.NodeID, RestoreBlob: n.Store.Restore, BeforeCheckpoint: n.Store.Flush}); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("node: open namespace: %w", err)
 	}

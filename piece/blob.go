@@ -92,6 +92,7 @@ func (s *Store) OpenBlob(info *bt.Info) (*Blob, error) {
 		return nil, fmt.Errorf("open blob: %w", err)
 	}
 	h := info.Hash()
+	s.waitPending(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b := s.open[h]; b != nil {

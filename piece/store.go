@@ -71,6 +71,7 @@ type Store struct {
 
 	// shards holds the blobs/ab directories known to exist (PutSmall).
 	shards sync.Map
+	async  asyncWriter   // PutSmallAsync
 	seq    atomic.Uint64 // names PutSmall's temp files
 }
 
@@ -447,6 +448,7 @@ func mkdirSynced(dir string) error {
 // returns an error wrapping ErrNotFound when the store has no complete copy.
 // The caller closes the file. Open takes no lock.
 func (s *Store) Open(h bt.InfoHash) (*os.File, error) {
+	s.waitPending(h)
 	data := s.dataPath(h)
 	for {
 		f, err := os.Open(data)
@@ -483,7 +485,7 @@ func (s *Store) Open(h bt.InfoHash) (*os.File, error) {
 // Has reports whether the store holds a complete copy of blob h. It takes
 // no lock.
 func (s *Store) Has(h bt.InfoHash) bool {
-	return s.hasLocked(h)
+	return s.isPending(h) || s.hasLocked(h)
 }
 
 // hasLocked reports whether blob h is complete; under s.mu the answer
@@ -500,6 +502,7 @@ func (s *Store) hasLocked(h bt.InfoHash) bool {
 // not hold is not an error. Files already open on the blob keep reading it
 // (on Unix); a Blob open on a partial copy stops persisting its bitfield.
 func (s *Store) Remove(h bt.InfoHash) error {
+	s.waitPending(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if b := s.open[h]; b != nil {
@@ -524,6 +527,9 @@ func (s *Store) Remove(h bt.InfoHash) error {
 
 // Complete returns the info-hashes of every complete blob, sorted.
 func (s *Store) Complete() ([]bt.InfoHash, error) {
+	if err := s.Flush(); err != nil {
+		return nil, fmt.Errorf("list blobs: %w", err)
+	}
 	subs, err := os.ReadDir(s.blobs)
 	if err != nil {
 		return nil, fmt.Errorf("list blobs: %w", err)

@@ -170,7 +170,7 @@ func (s *Store) restore(info *bt.Info, data []byte) error {
 // holds reports whether blob h is stored complete with exactly data as
 // its contents.
 func (s *Store) holds(h bt.InfoHash, data []byte) bool {
-	if !s.Has(h) {
+	if !s.hasLocked(h) {
 		return false
 	}
 	got, err := os.ReadFile(s.dataPath(h))

@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/delugefs/delugefs/bt"
 )
 
 func TestSealSmallNoSyncAndRestore(t *testing.T) {
@@ -227,4 +229,56 @@ func BenchmarkPutSmallWithSync(b *testing.B) {
 		j.Sync()
 	}
 	b.ReportMetric(float64(put.Microseconds())/float64(i), "us-put")
+}
+
+// PutSmallAsync: the blob counts at once (Has, Open waits for its file),
+// Flush waits for every pending write; identical puts are fine; bad
+// arguments are refused.
+func TestPutSmallAsync(t *testing.T) {
+	s := newTestStore(t)
+	var infos []*bt.Info
+	var datas [][]byte
+	for i := range 50 {
+		data := randomBlobData(1000+i, uint64(i+20))
+		info := HashSmall(data)
+		if err := s.PutSmallAsync(info, data); err != nil {
+			t.Fatal(err)
+		}
+		if !s.Has(info.Hash()) {
+			t.Fatalf("blob %d not complete right after PutSmallAsync", i)
+		}
+		infos, datas = append(infos, info), append(datas, data)
+	}
+	// Open waits for the file.
+	f, err := s.Open(infos[49].Hash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(datas[49]))
+	if _, err := f.ReadAt(got, 0); err != nil || !bytes.Equal(got, datas[49]) {
+		t.Fatalf("read %v", err)
+	}
+	f.Close()
+	if err := s.PutSmallAsync(infos[3], datas[3]); err != nil { // again
+		t.Fatal(err)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i, info := range infos {
+		b, err := os.ReadFile(s.dataPath(info.Hash()))
+		if err != nil || !bytes.Equal(b, datas[i]) {
+			t.Fatalf("blob %d after Flush: %v", i, err)
+		}
+	}
+	hs, err := s.Complete()
+	if err != nil || len(hs) != len(infos) {
+		t.Fatalf("Complete: %d, %v", len(hs), err)
+	}
+	if err := s.PutSmallAsync(infos[0], datas[1]); err == nil {
+		t.Error("data that is not the info's accepted")
+	}
+	if err := s.PutSmallAsync(HashSmall([]byte{1}), nil); err == nil {
+		t.Error("empty data accepted")
+	}
 }

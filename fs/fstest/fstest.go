@@ -68,6 +68,9 @@ func Open(root, dir string, cfg Config) (*Node, error) {
 	if cfg.Meta.Logger == nil {
 		cfg.Meta.Logger = cfg.FS.Logger
 	}
+	if cfg.Meta.BeforeCheckpoint == nil {
+		cfg.Meta.BeforeCheckpoint = store.Flush
+	}
 	if cfg.Meta.RestoreBlob == nil {
 		cfg.Meta.RestoreBlob = store.Restore
 	}

@@ -1,0 +1,137 @@
+package piece
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/delugefs/delugefs/bt"
+)
+
+// pendingBlob is a small blob PutSmallAsync accepted and has not written
+// yet.
+type pendingBlob struct {
+	info *bt.Info
+	data []byte
+	done chan struct{} // closed once written (or failed: err)
+	err  error
+}
+
+// asyncWriter writes small blobs in the background, in order, on a
+// goroutine that runs only while there is work.
+type asyncWriter struct {
+	pend    sync.Map // bt.InfoHash -> *pendingBlob, until written
+	mu      sync.Mutex
+	queue   []*pendingBlob
+	running bool
+	failed  []*pendingBlob // written with an error: Flush retries them
+}
+
+// HashSmall returns the info dictionary of data as a blob: the canonical
+// piece length for its size.
+func HashSmall(data []byte) *bt.Info {
+	return hashBytes(data, Length(int64(len(data))))
+}
+
+// PutSmallAsync is PutSmall without the wait: data (at most MaxSmallBlob
+// bytes, not empty; info is HashSmall(data)) becomes a blob the store
+// counts as complete at once (Has, Open, OpenBlob and Complete see it;
+// Open waits for its file), and its file is written in the background.
+// The caller's journal must carry data (meta.Tx.AttachBlob) and call Flush
+// before it retires that record (meta.Options.BeforeCheckpoint), exactly
+// as for PutSmall, whose durability this shares. The caller must not
+// change data.
+func (s *Store) PutSmallAsync(info *bt.Info, data []byte) error {
+	if len(data) == 0 || len(data) > MaxSmallBlob || info == nil || info.Length != int64(len(data)) {
+		return fmt.Errorf("put small blob: %d bytes: want 1 to %d with its info", len(data), MaxSmallBlob)
+	}
+	p := &pendingBlob{info: info, data: data, done: make(chan struct{})}
+	if old, loaded := s.async.pend.LoadOrStore(info.Hash(), p); loaded {
+		<-old.(*pendingBlob).done // the same bytes are on their way already
+		if old.(*pendingBlob).err == nil {
+			return nil
+		}
+		s.async.pend.Store(info.Hash(), p)
+	}
+	w := &s.async
+	w.mu.Lock()
+	w.queue = append(w.queue, p)
+	start := !w.running
+	w.running = true
+	w.mu.Unlock()
+	if start {
+		go s.writePending() // ends when the queue is empty
+	}
+	return nil
+}
+
+// writePending writes queued blobs until the queue is empty.
+func (s *Store) writePending() {
+	w := &s.async
+	for {
+		w.mu.Lock()
+		if len(w.queue) == 0 {
+			w.running = false
+			w.mu.Unlock()
+			return
+		}
+		p := w.queue[0]
+		w.queue = w.queue[1:]
+		w.mu.Unlock()
+		s.finishPending(p)
+	}
+}
+
+// finishPending writes p's file and releases its waiters.
+func (s *Store) finishPending(p *pendingBlob) {
+	_, err := s.PutSmall(p.data)
+	p.err = err
+	if err != nil {
+		s.async.mu.Lock()
+		s.async.failed = append(s.async.failed, p)
+		s.async.mu.Unlock()
+	}
+	s.async.pend.CompareAndDelete(p.info.Hash(), p)
+	close(p.done)
+}
+
+// waitPending waits until blob h, if PutSmallAsync accepted it, is written.
+func (s *Store) waitPending(h bt.InfoHash) {
+	if v, ok := s.async.pend.Load(h); ok {
+		<-v.(*pendingBlob).done
+	}
+}
+
+// isPending reports whether blob h waits to be written.
+func (s *Store) isPending(h bt.InfoHash) bool {
+	_, ok := s.async.pend.Load(h)
+	return ok
+}
+
+// Flush waits until every blob PutSmallAsync accepted before the call is
+// written, retrying those that failed (a full disk, say); it returns the
+// error of those that still fail.
+func (s *Store) Flush() error {
+	var waits []*pendingBlob
+	s.async.pend.Range(func(_, v any) bool {
+		waits = append(waits, v.(*pendingBlob))
+		return true
+	})
+	for _, p := range waits {
+		<-p.done
+	}
+	s.async.mu.Lock()
+	failed := s.async.failed
+	s.async.failed = nil
+	s.async.mu.Unlock()
+	var errs []error
+	for _, p := range failed {
+		if _, err := s.PutSmall(p.data); err != nil {
+			errs = append(errs, err)
+			s.async.mu.Lock()
+			s.async.failed = append(s.async.failed, p)
+			s.async.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -142,68 +141,22 @@ type packObj struct {
 // its index under dir/objects/pack: temp files, then renames (pack first).
 // It returns the paths made. With sync set, both files are fsync'd before
 // they are renamed.
-func writePack(dir string, entries []journalObj, sync bool) (made []string, err error) {
-	pdir := filepath.Join(dir, "objects", "pack")
-	if err := os.MkdirAll(pdir, 0o755); err != nil {
-		return nil, fmt.Errorf("write pack: %w", err)
-	}
-	f, err := os.CreateTemp(pdir, "tmp_pack_")
+func writePack(dir string, entries []journalObj, sync bool) ([]string, error) {
+	out, err := newPackOut(dir, len(entries))
 	if err != nil {
 		return nil, fmt.Errorf("write pack: %w", err)
 	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	n := 12
 	for _, e := range entries {
-		n += len(e.file)
-	}
-	b := make([]byte, 0, n+20)
-	b = append(b, "PACK"...)
-	b = binary.BigEndian.AppendUint32(b, 2)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(entries)))
-	objs := make([]packObj, len(entries))
-	for i, e := range entries {
-		objs[i] = packObj{id: e.id, crc: crc32.ChecksumIEEE(e.file), off: uint64(len(b))}
-		b = append(b, e.file...)
-	}
-	sum := sha1.Sum(b)
-	b = append(b, sum[:]...)
-	if _, err = f.Write(b); err != nil {
-		return nil, fmt.Errorf("write pack: %w", err)
-	}
-	if err = f.Chmod(0o444); err != nil {
-		return nil, fmt.Errorf("write pack: %w", err)
-	}
-	if sync {
-		if err = f.Sync(); err != nil {
+		if err := out.entry(e.id, e.file); err != nil {
+			out.abort()
 			return nil, fmt.Errorf("write pack: %w", err)
 		}
 	}
-	if err = f.Close(); err != nil {
+	made, err := out.finish(sync)
+	if err != nil {
 		return nil, fmt.Errorf("write pack: %w", err)
 	}
-	idx := encodeIdx(objs, sum)
-	base := filepath.Join(pdir, "pack-"+plumbing.Hash(sum).String())
-	itmp := base + ".idx.tmp"
-	if err = writeFileSync(itmp, idx, sync); err != nil {
-		os.Remove(itmp)
-		return nil, fmt.Errorf("write pack index: %w", err)
-	}
-	if err = os.Rename(tmp, base+".pack"); err != nil {
-		os.Remove(itmp)
-		return nil, fmt.Errorf("write pack: %w", err)
-	}
-	if err = os.Rename(itmp, base+".idx"); err != nil {
-		os.Remove(itmp)
-		os.Remove(base + ".pack")
-		return nil, fmt.Errorf("write pack index: %w", err)
-	}
-	return []string{base + ".pack", base + ".idx", pdir}, nil
+	return made, nil
 }
 
 func writeFileSync(p string, data []byte, sync bool) error {
@@ -342,7 +295,7 @@ func cleanPacks(dir string, verify bool) error {
 			os.Remove(p)
 		case verify && strings.HasSuffix(name, ".idx"):
 			base := strings.TrimSuffix(p, ".idx")
-			if _, err := readPack(base, true); err != nil {
+			if err := verifyPack(base); err != nil {
 				if err := os.Remove(p); err != nil {
 					return fmt.Errorf("remove torn pack: %w", err)
 				}
@@ -351,26 +304,6 @@ func cleanPacks(dir string, verify bool) error {
 		}
 	}
 	return nil
-}
-
-// selfContained reports whether a pack's entries can be copied as they
-// are into another pack: no offset deltas, and the base of every
-// reference delta in the pack itself (as in every pack a flush writes).
-func selfContained(objs []journalObj) bool {
-	ids := make(map[plumbing.Hash]bool, len(objs))
-	for _, o := range objs {
-		ids[o.id] = true
-	}
-	for _, o := range objs {
-		t, _, n, ok := entryHeader(o.file)
-		if !ok || t == objOfsDelta {
-			return false
-		}
-		if t == objRefDelta && (len(o.file) < n+20 || !ids[plumbing.Hash(o.file[n:n+20])]) {
-			return false
-		}
-	}
-	return true
 }
 
 // readPack reads the pack at base (.pack and .idx) and returns its entries
@@ -410,9 +343,11 @@ func readPack(base string, verify bool) ([]journalObj, error) {
 }
 
 // consolidate merges the smaller packs into one when more than maxPacks
-// exist, keeping every object: the merged pack is written and fsync'd
-// (with its directory) before the packs it replaces are removed, index
-// first. Packs with delta entries (made by git gc, say) are left alone.
+// exist, keeping every object (mergePacks: entries streamed from the old
+// packs into the new one): the merged pack is written and fsync'd (with
+// its directory) before the packs it replaces are retired (removed after
+// retireAfter, index first). Packs that are not self-contained (offset
+// deltas, made by git gc, say) are left alone.
 func (w *objWriter) consolidate() error {
 	w.dropRetired(time.Now())
 	if w.packs <= maxPacks {
@@ -456,33 +391,16 @@ func (w *objWriter) consolidate() error {
 		below += p.size
 	}
 	k = max(k, len(ps)-maxPacks/2)
-	var (
-		take []journalObj
-		seen = map[plumbing.Hash]bool{}
-		gone []string
-	)
-	for _, p := range ps[:k] {
-		objs, err := readPack(p.base, false)
-		if err != nil {
-			return fmt.Errorf("consolidate packs: %w", err)
-		}
-		if !selfContained(objs) {
-			continue
-		}
-		for _, o := range objs {
-			if !seen[o.id] {
-				seen[o.id] = true
-				take = append(take, o)
-			}
-		}
-		gone = append(gone, p.base)
+	bases := make([]string, k)
+	for i, p := range ps[:k] {
+		bases[i] = p.base
 	}
-	if len(gone) < 2 {
-		return nil
-	}
-	made, err := writePack(w.dir, take, true)
+	made, gone, err := mergePacks(w.dir, bases)
 	if err != nil {
 		return fmt.Errorf("consolidate packs: %w", err)
+	}
+	if made == nil {
+		return nil
 	}
 	if err := syncDir(made[2]); err != nil {
 		return fmt.Errorf("consolidate packs: %w", err)

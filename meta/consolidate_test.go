@@ -1,0 +1,271 @@
+package meta
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-git/go-billy/v5/osfs"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+)
+
+// blobEntries makes n random blobs of size bytes as pack entries
+// (incompressible, so the pack is as large as the data).
+func blobEntries(t testing.TB, w *objWriter, rng *rand.Rand, n, size int) []journalObj {
+	t.Helper()
+	out := make([]journalObj, 0, n)
+	data := make([]byte, size)
+	for range n {
+		for i := 0; i+8 <= len(data); i += 8 {
+			v := rng.Uint64()
+			copy(data[i:], []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24), byte(v >> 32), byte(v >> 40), byte(v >> 48), byte(v >> 56)})
+		}
+		e, err := encodeEntry(&w.buf, w.zwBig, objBlob, data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, journalObj{id: objectHash("blob", data), file: e})
+	}
+	return out
+}
+
+// treeChain makes a chain of trees of one directory (of ents entries,
+// one more per version) as writeTree stores them: the first whole, the
+// others reference deltas against the one before. It returns the entries
+// and the trees' contents by id.
+func treeChain(t testing.TB, w *objWriter, dirName string, ents, versions int) ([]journalObj, map[plumbing.Hash][]byte) {
+	t.Helper()
+	var te []treeEnt
+	te = append(te, treeEnt{markerName, 0o100644, blobHash([]byte("marker of " + dirName))})
+	for i := range ents {
+		te = append(te, treeEnt{fmt.Sprintf("f%05d", i), 0o100644, plumbing.Hash(sha1.Sum([]byte(dirName + fmt.Sprint(i))))})
+	}
+	contents := map[plumbing.Hash][]byte{}
+	var out []journalObj
+	var prev []byte
+	var prevID plumbing.Hash
+	for v := range versions {
+		te = append(te, treeEnt{fmt.Sprintf("g%05d", v), 0o100644, plumbing.Hash(sha1.Sum([]byte(dirName + "g" + fmt.Sprint(v))))})
+		data := encodeTree(slices.Clone(te))
+		id := objectHash("tree", data)
+		contents[id] = data
+		if prev == nil {
+			e, err := encodeEntry(&w.buf, w.zwBig, objTree, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, journalObj{id: id, file: e})
+		} else {
+			out = append(out, journalObj{id: id, file: refDeltaEntry(t, w, prevID, makeDelta(prev, data))})
+		}
+		prev, prevID = data, id
+	}
+	return out, contents
+}
+
+func refDeltaEntry(t testing.TB, w *objWriter, base plumbing.Hash, d []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	b.Write(appendEntryHeader(nil, objRefDelta, len(d)))
+	b.Write(base[:])
+	w.zw.Reset(&b)
+	w.zw.Write(d)
+	if err := w.zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// packObjects reads every object of the packs under dir (deltas
+// resolved) through the package's own reader.
+func packObjects(t testing.TB, dir string) map[plumbing.Hash]string {
+	t.Helper()
+	ps := newPackSet(dir)
+	defer ps.close()
+	if err := ps.refresh(1); err != nil {
+		t.Fatal(err)
+	}
+	out := map[plumbing.Hash]string{}
+	for _, pf := range ps.packs {
+		for i := range pf.n {
+			id := plumbing.Hash(pf.names[20*i : 20*i+20])
+			typ, data, err := ps.read(id, 0)
+			if err != nil {
+				t.Fatalf("read %s: %v", id, err)
+			}
+			if objectHash(typ.String(), data) != id {
+				t.Fatalf("object %s does not hash to its id", id)
+			}
+			out[id] = typ.String() + " " + string(data)
+		}
+	}
+	return out
+}
+
+// TestConsolidateUnion: many packs (blobs, chains of tree deltas, objects
+// repeated across packs) merge into one whose objects are their union;
+// stock git verifies it.
+func TestConsolidateUnion(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "meta.git")
+	gitOK(t, filepath.Dir(dir), "init", "-q", "--bare", dir)
+	w := newObjWriter(dir)
+	rng := rand.New(rand.NewPCG(1, 2))
+	shared := blobEntries(t, w, rng, 3, 100)
+	for p := range maxPacks + 4 {
+		ents := blobEntries(t, w, rng, 20+p, 3000)
+		chain, _ := treeChain(t, w, fmt.Sprint("d", p%5), 100+p, 10) // chains repeated in several packs
+		ents = append(ents, chain...)
+		ents = append(ents, shared...)
+		if p%3 == 0 {
+			ents = append(ents, blobEntries(t, w, rng, 1, 100_000)...)
+		}
+		if _, err := writePack(dir, ents, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A pack whose delta precedes its base (not as a flush writes them):
+	// left alone.
+	chain, _ := treeChain(t, w, "fwd", 200, 2)
+	fwd, err := writePack(dir, []journalObj{chain[1], chain[0]}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := packObjects(t, dir)
+	w.packs = len(packFiles(t, dir))
+	if err := w.consolidate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.retired) < 2 {
+		t.Fatalf("%d packs retired", len(w.retired))
+	}
+	w.dropRetired(time.Now().Add(retireAfter))
+	packs := packFiles(t, dir)
+	if len(packs) > maxPacks/2+1 {
+		t.Errorf("%d packs left", len(packs))
+	}
+	if !slices.Contains(packs, strings.TrimSuffix(fwd[0], ".pack")) {
+		t.Errorf("the pack with a forward delta was merged")
+	}
+	got := packObjects(t, dir)
+	if len(got) != len(want) {
+		t.Errorf("%d objects after the merge, %d before", len(got), len(want))
+	}
+	for id, c := range want {
+		if got[id] != c {
+			t.Fatalf("object %s changed or lost", id)
+		}
+	}
+	gitOK(t, dir, "fsck", "--strict", "--full", "--no-dangling")
+	st := filesystem.NewStorage(osfs.New(dir), cache.NewObjectLRUDefault())
+	for id, c := range want {
+		o, err := st.EncodedObject(plumbing.AnyObject, id)
+		if err != nil {
+			t.Fatalf("go-git: %s: %v", id, err)
+		}
+		rd, err := o.Reader()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(rd)
+		if err != nil || o.Type().String()+" "+string(data) != c {
+			t.Fatalf("go-git reads %s wrong: %v", id, err)
+		}
+	}
+	n := 0
+	for _, p := range packs {
+		v := gitOK(t, dir, "verify-pack", "-v", p+".idx")
+		n += strings.Count(v, " tree ") + strings.Count(v, " blob ")
+	}
+	if n != len(want) {
+		t.Errorf("verify-pack lists %d objects, want %d", n, len(want))
+	}
+}
+
+// consolidateMemory writes packs totalling about total bytes under a new
+// repository, merges them and returns the Go heap's high-water mark above
+// its level before (sampled) and the bytes allocated by the merge.
+func consolidateMemory(tb testing.TB, total int) (peak, alloc uint64, packs int) {
+	dir := filepath.Join(tb.TempDir(), "meta.git")
+	w := newObjWriter(dir)
+	rng := rand.New(rand.NewPCG(5, 6))
+	const n = 2 * maxPacks
+	for range n {
+		ents := blobEntries(tb, w, rng, total/n/4096, 4096)
+		chain, _ := treeChain(tb, w, "d", 1000, 20)
+		if _, err := writePack(dir, append(ents, chain...), false); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	w.packs = n
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	base, alloc0 := s[0].Value.Uint64(), s[1].Value.Uint64()
+	var hi atomic.Uint64
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tk := time.NewTicker(200 * time.Microsecond)
+		defer tk.Stop()
+		s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+		for {
+			metrics.Read(s)
+			if v := s[0].Value.Uint64(); v > hi.Load() {
+				hi.Store(v)
+			}
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	if err := w.consolidate(); err != nil {
+		tb.Fatal(err)
+	}
+	close(done)
+	<-stopped
+	metrics.Read(s)
+	if h := hi.Load(); h > base {
+		peak = h - base
+	}
+	left, err := packNames(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return peak, s[1].Value.Uint64() - alloc0, len(left) - len(w.retired)
+}
+
+// BenchmarkConsolidate100MB merges 32 packs of 3.2 MB each (about 105 MB)
+// and reports the heap's high-water mark and the bytes allocated.
+func BenchmarkConsolidate100MB(b *testing.B) {
+	for b.Loop() {
+		peak, alloc, packs := consolidateMemory(b, 105<<20)
+		b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
+		b.ReportMetric(float64(alloc)/(1<<20), "alloc-MB")
+		b.ReportMetric(float64(packs), "packs-left")
+	}
+}
+
+// TestConsolidateMemory: merging 40 MB of packs allocates a few MB, not
+// the packs' size.
+func TestConsolidateMemory(t *testing.T) {
+	peak, alloc, _ := consolidateMemory(t, 40<<20)
+	t.Logf("heap peak +%.1f MB, allocated %.1f MB", float64(peak)/(1<<20), float64(alloc)/(1<<20))
+	if alloc > 6<<20 {
+		t.Errorf("merging 40 MB of packs allocated %.1f MB", float64(alloc)/(1<<20))
+	}
+}

@@ -142,7 +142,11 @@ type packObj struct {
 // It returns the paths made. With sync set, both files are fsync'd before
 // they are renamed.
 func writePack(dir string, entries []journalObj, sync bool) ([]string, error) {
-	out, err := newPackOut(dir, len(entries))
+	size := 32
+	for _, e := range entries {
+		size += len(e.file)
+	}
+	out, err := newPackOut(dir, len(entries), size)
 	if err != nil {
 		return nil, fmt.Errorf("write pack: %w", err)
 	}

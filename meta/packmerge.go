@@ -29,8 +29,9 @@ type packOut struct {
 	objs []packObj
 }
 
-// newPackOut starts a pack of n entries under dir/objects/pack.
-func newPackOut(dir string, n int) (*packOut, error) {
+// newPackOut starts a pack of n entries under dir/objects/pack, of about
+// size bytes (for its buffer).
+func newPackOut(dir string, n, size int) (*packOut, error) {
 	pdir := filepath.Join(dir, "objects", "pack")
 	if err := os.MkdirAll(pdir, 0o755); err != nil {
 		return nil, err
@@ -39,7 +40,7 @@ func newPackOut(dir string, n int) (*packOut, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &packOut{pdir: pdir, f: f, bw: bufio.NewWriterSize(f, 256<<10), h: sha1.New(),
+	p := &packOut{pdir: pdir, f: f, bw: bufio.NewWriterSize(f, min(max(size, 4<<10), 256<<10)), h: sha1.New(),
 		objs: make([]packObj, 0, n)}
 	hd := binary.BigEndian.AppendUint32(append(make([]byte, 0, 12), "PACK"...), 2)
 	if err := p.write(binary.BigEndian.AppendUint32(hd, uint32(n))); err != nil {
@@ -333,7 +334,7 @@ func mergePacks(dir string, bases []string) (made, merged []string, err error) {
 		return nil, nil, nil
 	}
 	seen = nil
-	out, err := newPackOut(dir, len(take))
+	out, err := newPackOut(dir, len(take), packWindow)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -397,11 +397,12 @@ const memMax = piece.MaxSmallBlob
 
 // readIn reads the committed contents s (len(buf) bytes) into buf.
 func (f *FS) readIn(buf []byte, s *source) error {
-	h := s.entry.Hash
-	b, err := f.store.Open(h)
-	if errors.Is(err, piece.ErrNotFound) {
-		return fmt.Errorf("copy blob %s for writing: not on this node: %w", h, errno(fuse.EIO))
+	if s.mem != nil {
+		copy(buf, s.mem)
+		return nil
 	}
+	h := s.entry.Hash
+	b, err := f.openCommitted(s)
 	if err != nil {
 		return err
 	}
@@ -462,13 +463,21 @@ func (f *FS) writeMem(fl *file, p []byte, off int64) (bool, error) {
 	return true, nil
 }
 
-// copyIn copies the committed contents s into tmp.
-func (f *FS) copyIn(tmp *os.File, s *source) error {
+// openCommitted opens the local blob of the committed contents s, to copy
+// them for writing: EIO when this node holds no complete copy.
+func (f *FS) openCommitted(s *source) (*os.File, error) {
 	h := s.entry.Hash
 	b, err := f.store.Open(h)
 	if errors.Is(err, piece.ErrNotFound) {
-		return fmt.Errorf("copy blob %s for writing: not on this node: %w", h, errno(fuse.EIO))
+		return nil, fmt.Errorf("copy blob %s for writing: not on this node: %w", h, errno(fuse.EIO))
 	}
+	return b, err
+}
+
+// copyIn copies the committed contents s into tmp.
+func (f *FS) copyIn(tmp *os.File, s *source) error {
+	h := s.entry.Hash
+	b, err := f.openCommitted(s)
 	if err != nil {
 		return err
 	}

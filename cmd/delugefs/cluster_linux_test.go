@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/delugefs/delugefs/api"
 	"github.com/delugefs/delugefs/cluster/discovery/netnstest"
 )
@@ -145,6 +147,26 @@ func TestClusterThreeHosts(t *testing.T) {
 		eventually(t, 15*time.Second, "film.mkv read byte-exact on "+h.name, func() error {
 			return sameFile(filepath.Join(h.mnt, "film.mkv"), film)
 		})
+	}
+
+	// The xattrs tell the truth: B and C read the film whole, so A counts
+	// three complete copies (from the peers' have-lists) and B's copy is
+	// complete.
+	eventually(t, 30*time.Second, "three copies of film.mkv seen from A", func() error {
+		buf := make([]byte, 16)
+		k, err := unix.Getxattr(filepath.Join(a.mnt, "film.mkv"), "user.delugefs.copies", buf)
+		if err != nil {
+			return err
+		}
+		if string(buf[:k]) != "3" {
+			return fmt.Errorf("copies %q", buf[:k])
+		}
+		return nil
+	})
+	pbuf := make([]byte, 16)
+	pn, err := unix.Getxattr(filepath.Join(b.mnt, "film.mkv"), "user.delugefs.progress", pbuf)
+	if err != nil || string(pbuf[:pn]) != "1" {
+		t.Fatalf("B's progress of film.mkv: %q, %v", pbuf[:max(pn, 0)], err)
 	}
 
 	// delugefs status on B, as JSON: its two peers alive, the file.

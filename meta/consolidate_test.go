@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
@@ -268,4 +269,271 @@ func TestConsolidateMemory(t *testing.T) {
 	if alloc > 6<<20 {
 		t.Errorf("merging 40 MB of packs allocated %.1f MB", float64(alloc)/(1<<20))
 	}
+}
+
+// dirHist makes the successive trees of one directory: n entries at
+// first, one more file per version, named in order (as files are made).
+type dirHist struct {
+	te   []treeEnt
+	next int
+}
+
+func newDirHist(name string, n int) *dirHist {
+	d := &dirHist{te: []treeEnt{{markerName, 0o100644, blobHash([]byte("marker of " + name))}}}
+	for range n {
+		d.add(name)
+	}
+	return d
+}
+
+func (d *dirHist) add(name string) {
+	d.te = append(d.te, treeEnt{fmt.Sprintf("f%06d", d.next), 0o100644,
+		plumbing.Hash(sha1.Sum([]byte(name + fmt.Sprint(d.next))))})
+	d.next++
+}
+
+// flushLike makes the entries of a pack as a flush writes them: for each
+// directory a new tree version whole, then deltas more versions against
+// the one before; with a few small blobs (manifests) beside them.
+// With interleave set the directories' versions alternate (as commits
+// into several directories make them).
+func flushLike(t testing.TB, w *objWriter, rng *rand.Rand, dirs []*dirHist, deltas int, interleave bool) []journalObj {
+	t.Helper()
+	var out []journalObj
+	prev := make([][]byte, len(dirs))
+	prevID := make([]plumbing.Hash, len(dirs))
+	version := func(k, v int) {
+		d := dirs[k]
+		d.add(fmt.Sprint("d", k))
+		data := encodeTree(slices.Clone(d.te))
+		id := objectHash("tree", data)
+		if v == 0 {
+			e, err := encodeEntry(&w.buf, w.zwBig, objTree, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, journalObj{id: id, file: e})
+		} else {
+			out = append(out, journalObj{id: id, file: refDeltaEntry(t, w, prevID[k], makeDelta(prev[k], data))})
+		}
+		prev[k], prevID[k] = data, id
+	}
+	if interleave {
+		for v := range deltas + 1 {
+			for k := range dirs {
+				version(k, v)
+			}
+		}
+	} else {
+		for k := range dirs {
+			for v := range deltas + 1 {
+				version(k, v)
+			}
+		}
+	}
+	for _, b := range blobEntries(t, w, rng, 8, 300) {
+		out = append(out, b)
+	}
+	return out
+}
+
+// packBytes is the size of the packs under dir.
+func packBytes(t testing.TB, dir string) int64 {
+	t.Helper()
+	names, err := packNames(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, p := range names {
+		for _, ext := range []string{".pack", ".idx"} {
+			st, err := os.Stat(p + ext)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += st.Size()
+		}
+	}
+	return n
+}
+
+// checkPacks checks that the packs under dir hold exactly want (read by
+// the package's reader and go-git), that stock git accepts them, and
+// returns their longest delta chain (git verify-pack).
+func checkPacks(t *testing.T, dir string, want map[plumbing.Hash]string) int {
+	t.Helper()
+	got := packObjects(t, dir)
+	if len(got) != len(want) {
+		t.Errorf("%d objects, want %d", len(got), len(want))
+	}
+	for id, c := range want {
+		if got[id] != c {
+			t.Fatalf("object %s changed or lost", id)
+		}
+	}
+	gitOK(t, dir, "fsck", "--strict", "--full", "--no-dangling")
+	st := filesystem.NewStorage(osfs.New(dir), cache.NewObjectLRUDefault())
+	for id, c := range want {
+		o, err := st.EncodedObject(plumbing.AnyObject, id)
+		if err != nil {
+			t.Fatalf("go-git: %s: %v", id, err)
+		}
+		rd, err := o.Reader()
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(rd)
+		if err != nil || o.Type().String()+" "+string(data) != c {
+			t.Fatalf("go-git reads %s wrong: %v", id, err)
+		}
+	}
+	chain := 0
+	for _, p := range packFiles(t, dir) {
+		v := gitOK(t, dir, "verify-pack", "-v", p+".idx")
+		for _, l := range strings.Split(v, "\n") {
+			var n, m int
+			if _, err := fmt.Sscanf(l, "chain length = %d: %d object", &n, &m); err == nil {
+				chain = max(chain, n)
+			}
+		}
+	}
+	return chain
+}
+
+// TestConsolidateDeltas: packs as flushes write them (each directory's
+// tree whole once per pack, then deltas) merge into a pack where the
+// whole trees became deltas against the versions before: every object
+// reads back the same, stock git accepts it, and it is many times
+// smaller.
+func TestConsolidateDeltas(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "meta.git")
+	gitOK(t, filepath.Dir(dir), "init", "-q", "--bare", dir)
+	w := newObjWriter(dir)
+	rng := rand.New(rand.NewPCG(3, 4))
+	dirs := []*dirHist{newDirHist("a", 1000), newDirHist("b", 1000), newDirHist("c", 300), newDirHist("d", 1000)}
+	for p := range maxPacks + 8 {
+		ents := flushLike(t, w, rng, dirs, 3, p%2 == 0)
+		// A small tree and a delta of it (resolved from the packs: small
+		// trees are not cached).
+		small, _ := treeChain(t, w, fmt.Sprint("s", rng.IntN(1000)), 5, 2)
+		if _, err := writePack(dir, append(ents, small...), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := packBytes(t, dir)
+	all := packObjects(t, dir)
+	w.packs = len(packFiles(t, dir))
+	if err := w.consolidate(); err != nil {
+		t.Fatal(err)
+	}
+	w.dropRetired(time.Now().Add(retireAfter))
+	if n := len(packFiles(t, dir)); n != 1 {
+		t.Fatalf("%d packs after the merge", n)
+	}
+	after := packBytes(t, dir)
+	chain := checkPacks(t, dir, all)
+	t.Logf("packs: %d bytes before the merge, %d after (%.1fx); longest chain %d", before, after, float64(before)/float64(after), chain)
+	if after*8 > before {
+		t.Errorf("merged pack of %d bytes from %d: want 8x smaller", after, before)
+	}
+	if chain > maxDeltaDepth {
+		t.Errorf("delta chain of %d", chain)
+	}
+}
+
+// TestConsolidateDeltaDepth: long histories of one directory, merged
+// again and again, keep delta chains at most maxDeltaDepth; with a cache
+// too small for two trees (so bases are read back from the packs) too.
+func TestConsolidateDeltaDepth(t *testing.T) {
+	for _, cacheBytes := range []int{mergeCacheBytes, 40 << 10} {
+		t.Run(fmt.Sprint(cacheBytes), func(t *testing.T) {
+			defer func(n int) { mergeCacheBytes = n }(mergeCacheBytes)
+			mergeCacheBytes = cacheBytes
+			dir := filepath.Join(t.TempDir(), "meta.git")
+			gitOK(t, filepath.Dir(dir), "init", "-q", "--bare", dir)
+			w := newObjWriter(dir)
+			rng := rand.New(rand.NewPCG(7, 8))
+			dirs := []*dirHist{newDirHist("a", 1000), newDirHist("b", 1000)}
+			for round := range 3 {
+				for range 15 {
+					if _, err := writePack(dir, flushLike(t, w, rng, dirs, 9, true), false); err != nil {
+						t.Fatal(err)
+					}
+				}
+				names := packFiles(t, dir)
+				// The merged pack first (the oldest), as consolidate orders them.
+				slices.SortStableFunc(names, func(a, b string) int {
+					sa, _ := os.Stat(a + ".pack")
+					sb, _ := os.Stat(b + ".pack")
+					return sa.ModTime().Compare(sb.ModTime())
+				})
+				want := packObjects(t, dir)
+				made, merged, err := mergePacks(dir, names)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(merged) != len(names) {
+					t.Fatalf("round %d: %d of %d packs merged", round, len(merged), len(names))
+				}
+				newBase := strings.TrimSuffix(made[0], ".pack")
+				for _, b := range merged {
+					if b != newBase {
+						os.Remove(b + ".idx")
+						os.Remove(b + ".pack")
+					}
+				}
+				chain := checkPacks(t, dir, want)
+				t.Logf("round %d: %d bytes, longest chain %d", round, packBytes(t, dir), chain)
+				if chain > maxDeltaDepth {
+					t.Fatalf("round %d: delta chain of %d", round, chain)
+				}
+				if chain < maxDeltaDepth/2 && cacheBytes > 100<<10 {
+					t.Errorf("round %d: longest chain %d: trees were not made deltas", round, chain)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkConsolidateFlushes writes 200 packs as flushes do (each with a
+// new whole 1,000-entry tree and 3 deltas for 4 directories, and a few
+// manifests), consolidating after each as a flush does, and reports the
+// bytes written and the bytes the packs hold at the end.
+func BenchmarkConsolidateFlushes(b *testing.B) {
+	for b.Loop() {
+		dir := filepath.Join(b.TempDir(), "meta.git")
+		w := newObjWriter(dir)
+		rng := rand.New(rand.NewPCG(9, 10))
+		dirs := []*dirHist{newDirHist("a", 1000), newDirHist("b", 1000), newDirHist("c", 1000), newDirHist("d", 1000)}
+		var written int64
+		for range 200 {
+			made, err := writePack(dir, flushLike(b, w, rng, dirs, 3, true), false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, p := range made[:2] {
+				st, err := os.Stat(p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				written += st.Size()
+			}
+			w.packs++
+			if err := w.consolidate(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		w.dropRetired(time.Now().Add(retireAfter))
+		b.ReportMetric(float64(written)/1e6, "written-MB")
+		b.ReportMetric(float64(packBytes(b, dir))/1e6, "packs-MB")
+		b.ReportMetric(float64(len(packFiles2(b, dir))), "packs")
+	}
+}
+
+func packFiles2(tb testing.TB, dir string) []string {
+	ps, err := packNames(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ps
 }

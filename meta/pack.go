@@ -374,6 +374,7 @@ func (w *objWriter) consolidate() error {
 	type pack struct {
 		base string
 		size int64
+		mod  time.Time
 	}
 	var ps []pack
 	for _, n := range names {
@@ -381,7 +382,7 @@ func (w *objWriter) consolidate() error {
 		if err != nil {
 			return fmt.Errorf("consolidate packs: %w", err)
 		}
-		ps = append(ps, pack{n, st.Size()})
+		ps = append(ps, pack{n, st.Size(), st.ModTime()})
 	}
 	slices.SortFunc(ps, func(a, b pack) int { return int(a.size - b.size) })
 	// Geometric: merge the smallest packs up to the last one that is not
@@ -395,8 +396,14 @@ func (w *objWriter) consolidate() error {
 		below += p.size
 	}
 	k = max(k, len(ps)-maxPacks/2)
+	// Oldest first (a merged pack is younger than what it holds, older
+	// than what was written after it): each directory's trees then pass
+	// in the order they were made, and each is a small delta against the
+	// one before.
+	sel := slices.Clone(ps[:k])
+	slices.SortStableFunc(sel, func(a, b pack) int { return a.mod.Compare(b.mod) })
 	bases := make([]string, k)
-	for i, p := range ps[:k] {
+	for i, p := range sel {
 		bases[i] = p.base
 	}
 	made, gone, err := mergePacks(w.dir, bases)
@@ -504,7 +511,10 @@ func appendCopy(b []byte, off, n int) []byte {
 }
 
 // applyDelta rebuilds a delta's target from its base.
-func applyDelta(src, d []byte) ([]byte, error) {
+func applyDelta(src, d []byte) ([]byte, error) { return applyDeltaTo(nil, src, d) }
+
+// applyDeltaTo is applyDelta appending to out (which must not overlap src).
+func applyDeltaTo(out, src, d []byte) ([]byte, error) {
 	bad := errors.New("meta: bad delta")
 	varint := func() (int, bool) {
 		n, shift := 0, 0
@@ -524,7 +534,10 @@ func applyDelta(src, d []byte) ([]byte, error) {
 	if !ok1 || !ok2 || ss != len(src) || ts > 1<<30 {
 		return nil, bad
 	}
-	out := make([]byte, 0, ts)
+	if out == nil {
+		out = make([]byte, 0, ts)
+	}
+	start := len(out)
 	for len(d) > 0 {
 		op := d[0]
 		d = d[1:]
@@ -560,7 +573,7 @@ func applyDelta(src, d []byte) ([]byte, error) {
 		}
 		out = append(out, src[off:off+size]...)
 	}
-	if len(out) != ts {
+	if len(out)-start != ts {
 		return nil, bad
 	}
 	return out, nil

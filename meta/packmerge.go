@@ -290,8 +290,11 @@ func (in *packIn) close() { in.f.Close() }
 // renamed), in the packs' order, each object once (its first copy), and
 // returns the paths made (see packOut.finish) and the bases merged. Other
 // packs are left out. Nothing is written unless at least two packs
-// merge. Entries are streamed from the old packs into the new one: the
-// memory used is a few dozen bytes per object.
+// merge. Entries are streamed from the old packs into the new one, large
+// trees made deltas against the directory's previous tree (see
+// mergeDeltas; bases oldest first give the smallest deltas): the memory
+// used is a few dozen bytes per object plus at most mergeCacheBytes of
+// trees.
 func mergePacks(dir string, bases []string) (made, merged []string, err error) {
 	type item struct {
 		in int // index in ins
@@ -338,8 +341,10 @@ func mergePacks(dir string, bases []string) (made, merged []string, err error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	md := newMergeDeltas(dir)
+	defer md.close()
 	for _, t := range take {
-		if err := ins[t.in].copyEntry(out, t.i); err != nil {
+		if err := md.copy(ins[t.in], t.i, out); err != nil {
 			out.abort()
 			return nil, nil, err
 		}

@@ -77,10 +77,11 @@
 // entry) written earlier in the merge, when the delta is at most half the
 // tree: the merge replays delta chains as they pass and keeps the latest
 // tree of each directory in a cache of at most 32 MiB (bases that left it
-// are read back from the packs); a delta whose chain would pass 50 is
-// written whole. History thus holds a delta per directory per flush,
-// not a tree (200 flushes of 4 directories of 1,000 files: 40 MB of
-// packs become 5 MB). A merge holds a few dozen bytes per object in
+// are read back from the packs); a tree whose chain would pass 50 is
+// stored as a delta against the directory's last tree written whole
+// when that is at most an eighth of it, otherwise whole. History thus
+// holds a delta per directory per flush, not a tree (200 flushes of 4
+// directories of 1,000 files: 40 MB of packs become 3.4 MB). A merge holds a few dozen bytes per object in
 // memory plus that cache (merging 105 MB of packs: 6 MB of heap), never
 // the packs. It fsyncs the merged pack and its index before it retires the
 // old ones, which stay on disk for 30 seconds for readers that listed

@@ -22,8 +22,10 @@ import (
 // when that delta is at most half the tree. To know each tree's contents
 // it replays the delta chains as they pass, keeping the latest contents
 // of each directory in a cache of at most mergeCacheBytes. Chains stay at
-// most maxDeltaDepth long: a tree whose delta would pass that is written
-// whole.
+// most maxDeltaDepth long: a tree whose delta would pass that is stored as
+// a delta against the directory's last tree written whole (its anchor)
+// when that delta is at most an eighth of the tree, otherwise whole (and
+// becomes the anchor).
 
 // minDeltaTree is the size from which a merge stores trees as deltas (as
 // writeTree).
@@ -54,11 +56,14 @@ type mergeDeltas struct {
 	redelta, whole int
 }
 
-// treeVer is the latest version of a directory's tree that a merge wrote.
+// treeVer is the latest version of a directory's tree that a merge
+// wrote, and the last one it wrote whole (the anchor).
 type treeVer struct {
-	key, id plumbing.Hash
-	data    []byte
-	el      *list.Element
+	key, id  plumbing.Hash
+	data     []byte
+	anchorID plumbing.Hash
+	anchor   []byte
+	el       *list.Element
 }
 
 func newMergeDeltas(dir string) *mergeDeltas {
@@ -133,8 +138,15 @@ func (m *mergeDeltas) copy(in *packIn, i int, out *packOut) error {
 	case typ == objRefDelta && m.depthOf(base) < maxDeltaDepth:
 		err = m.entry(out, o.id, raw)
 		m.setDepth(o.id, m.depthOf(base)+1)
-	case cand != nil && cand.id != o.id && m.depthOf(cand.id) < maxDeltaDepth && m.tryDelta(out, o.id, cand, data):
+	case cand != nil && cand.id != o.id && m.depthOf(cand.id) < maxDeltaDepth &&
+		m.tryDelta(out, o.id, cand.id, cand.data, data, len(data)/2):
 		m.setDepth(o.id, m.depthOf(cand.id)+1)
+		m.redelta++
+	case cand != nil && cand.anchor != nil && m.depthOf(cand.anchorID) < maxDeltaDepth/2 &&
+		m.tryDelta(out, o.id, cand.anchorID, cand.anchor, data, len(data)/8):
+		// The chain is full: a delta against the last tree written
+		// whole (larger, but far shorter than the tree) starts another.
+		m.setDepth(o.id, m.depthOf(cand.anchorID)+1)
 		m.redelta++
 	case typ == objRefDelta:
 		err = m.writeEntry(out, o.id, t, nil, data)
@@ -146,7 +158,7 @@ func (m *mergeDeltas) copy(in *packIn, i int, out *packOut) error {
 		return err
 	}
 	if keyed {
-		m.remember(key, o.id)
+		m.remember(key, o.id, m.depthOf(o.id) == 0)
 	}
 	return nil
 }
@@ -159,14 +171,14 @@ func (m *mergeDeltas) setDepth(id plumbing.Hash, d int) {
 	}
 }
 
-// tryDelta writes data as a delta against cand when that is at most half
-// its size.
-func (m *mergeDeltas) tryDelta(out *packOut, id plumbing.Hash, cand *treeVer, data []byte) bool {
-	d := makeDelta(cand.data, data)
-	if len(d) > len(data)/2 {
+// tryDelta writes data as a delta against base (whose contents are src)
+// when that is at most limit bytes.
+func (m *mergeDeltas) tryDelta(out *packOut, id, base plumbing.Hash, src, data []byte, limit int) bool {
+	d := makeDelta(src, data)
+	if len(d) > limit {
 		return false
 	}
-	return m.writeEntry(out, id, objRefDelta, cand.id[:], d) == nil
+	return m.writeEntry(out, id, objRefDelta, base[:], d) == nil
 }
 
 // entry writes a copied entry.
@@ -189,9 +201,10 @@ func (m *mergeDeltas) writeEntry(out *packOut, id plumbing.Hash, typ byte, base,
 	return out.entry(id, m.buf.Bytes())
 }
 
-// remember makes m.data the latest version of key's tree (id); the buffer
-// of the version it replaces is reused for the next object.
-func (m *mergeDeltas) remember(key, id plumbing.Hash) {
+// remember makes m.data the latest version of key's tree (id), and its
+// anchor if it was written whole; the buffer of the version it replaces
+// is reused for the next object.
+func (m *mergeDeltas) remember(key, id plumbing.Hash, whole bool) {
 	tv := m.byKey[key]
 	if tv == nil {
 		tv = &treeVer{key: key}
@@ -201,6 +214,10 @@ func (m *mergeDeltas) remember(key, id plumbing.Hash) {
 		delete(m.byID, tv.id)
 		m.lru.MoveToBack(tv.el)
 	}
+	if whole {
+		m.bytes += len(m.data) - len(tv.anchor)
+		tv.anchorID, tv.anchor = id, append(tv.anchor[:0], m.data...)
+	}
 	m.bytes += len(m.data) - len(tv.data)
 	tv.id = id
 	tv.data, m.data = m.data, tv.data[:0]
@@ -209,7 +226,7 @@ func (m *mergeDeltas) remember(key, id plumbing.Hash) {
 		old := m.lru.Remove(m.lru.Front()).(*treeVer)
 		delete(m.byKey, old.key)
 		delete(m.byID, old.id)
-		m.bytes -= len(old.data)
+		m.bytes -= len(old.data) + len(old.anchor)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -428,6 +429,16 @@ func (w *objWriter) consolidate() error {
 	}
 	w.packs = len(ps) - len(gone) + 1
 	w.packGen++
+	var merged int64
+	for _, p := range sel {
+		merged += p.size
+	}
+	if merged >= 16<<20 {
+		// A big merge went through its caches and buffers: hand the
+		// memory back to the OS now rather than carry it as RSS until the
+		// scavenger gets to it (merges this big are rare: geometric).
+		debug.FreeOSMemory()
+	}
 	return nil
 }
 

@@ -159,39 +159,7 @@ func TestConsolidateUnion(t *testing.T) {
 	if !slices.Contains(packs, strings.TrimSuffix(fwd[0], ".pack")) {
 		t.Errorf("the pack with a forward delta was merged")
 	}
-	got := packObjects(t, dir)
-	if len(got) != len(want) {
-		t.Errorf("%d objects after the merge, %d before", len(got), len(want))
-	}
-	for id, c := range want {
-		if got[id] != c {
-			t.Fatalf("object %s changed or lost", id)
-		}
-	}
-	gitOK(t, dir, "fsck", "--strict", "--full", "--no-dangling")
-	st := filesystem.NewStorage(osfs.New(dir), cache.NewObjectLRUDefault())
-	for id, c := range want {
-		o, err := st.EncodedObject(plumbing.AnyObject, id)
-		if err != nil {
-			t.Fatalf("go-git: %s: %v", id, err)
-		}
-		rd, err := o.Reader()
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(rd)
-		if err != nil || o.Type().String()+" "+string(data) != c {
-			t.Fatalf("go-git reads %s wrong: %v", id, err)
-		}
-	}
-	n := 0
-	for _, p := range packs {
-		v := gitOK(t, dir, "verify-pack", "-v", p+".idx")
-		n += strings.Count(v, " tree ") + strings.Count(v, " blob ")
-	}
-	if n != len(want) {
-		t.Errorf("verify-pack lists %d objects, want %d", n, len(want))
-	}
+	checkPacks(t, dir, want)
 }
 
 // consolidateMemory writes packs totalling about total bytes under a new

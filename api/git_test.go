@@ -19,6 +19,7 @@ import (
 
 	"github.com/delugefs/delugefs/api"
 	"github.com/delugefs/delugefs/api/apitest"
+	"github.com/delugefs/delugefs/internal/testwait"
 	"github.com/delugefs/delugefs/meta"
 	"github.com/delugefs/delugefs/meta/metatest"
 	"github.com/go-git/go-git/v5"
@@ -555,10 +556,8 @@ func TestMain(m *testing.M) {
 	before := ourGoroutines()
 	code := m.Run()
 	testHTTP.CloseIdleConnections()
-	deadline := time.Now().Add(10 * time.Second)
-	for code == 0 && ourGoroutines() > before && time.Now().Before(deadline) {
-		runtime.Gosched()
-		time.Sleep(10 * time.Millisecond) // polling for exits, not settling
+	if code == 0 {
+		testwait.Until(10*time.Second, func() bool { return ourGoroutines() <= before })
 	}
 	if n := ourGoroutines(); code == 0 && n > before {
 		buf := make([]byte, 1<<20)

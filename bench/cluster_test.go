@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/delugefs/delugefs/internal/testwait"
 	dfsnode "github.com/delugefs/delugefs/node"
 )
 
@@ -42,15 +43,11 @@ func BenchmarkClusterVisibility(b *testing.B) {
 			b.Fatal(err)
 		}
 		start := time.Now()
-		deadline := start.Add(30 * time.Second)
-		for {
-			if _, err := os.Stat(filepath.Join(bn.mnt, name)); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("%s not visible on B after 30s", name)
-			}
-			time.Sleep(time.Millisecond) // polling for the file with a deadline
+		if !testwait.UntilEvery(30*time.Second, time.Millisecond, func() bool {
+			_, err := os.Stat(filepath.Join(bn.mnt, name))
+			return err == nil
+		}) {
+			b.Fatalf("%s not visible on B after 30s", name)
 		}
 		lat = append(lat, float64(time.Since(start).Microseconds())/1000)
 	}
@@ -65,18 +62,13 @@ func remoteBig(b *testing.B, a, bn *node, name string) string {
 		b.Fatal(err)
 	}
 	p := filepath.Join(bn.mnt, name)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		// The create reaches B before the close's commit: wait for the
-		// contents, as a user opening a finished file would.
-		if fi, err := os.Stat(p); err == nil && fi.Size() == xferSize {
-			return p
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("%s not visible on B", name)
-		}
-		time.Sleep(5 * time.Millisecond) // polling for the file with a deadline
-	}
+	// The create reaches B before the close's commit: wait for the
+	// contents, as a user opening a finished file would.
+	testwait.For(b, 30*time.Second, name+" whole on B", func() bool {
+		fi, err := os.Stat(p)
+		return err == nil && fi.Size() == xferSize
+	})
+	return p
 }
 
 // dropCaches empties the page cache, so each read goes to the swarm.

@@ -41,6 +41,7 @@ import (
 	"github.com/delugefs/delugefs/bt"
 	"github.com/delugefs/delugefs/bt/client"
 	"github.com/delugefs/delugefs/bt/swarm"
+	"github.com/delugefs/delugefs/internal/testwait"
 	"github.com/delugefs/delugefs/piece"
 )
 
@@ -389,20 +390,14 @@ func startLeech(b *testing.B, info *bt.Info, seed, dir string, streamOnly bool) 
 	if err := sw.AddPeer(seed); err != nil {
 		b.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for { // polls a condition with a deadline
-		ps, err := sw.Peers(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if len(ps) > 0 && ps[0].Have == info.NumPieces() {
-			return l
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("leech not connected to the seed after 10 s: %+v", ps)
-		}
-		time.Sleep(2 * time.Millisecond)
+	var ps []swarm.PeerInfo
+	if !testwait.Until(10*time.Second, func() bool {
+		ps, err = sw.Peers(ctx)
+		return err != nil || len(ps) > 0 && ps[0].Have == info.NumPieces()
+	}) || err != nil {
+		b.Fatalf("leech not connected to the seed after 10 s: %+v, %v", ps, err)
 	}
+	return l
 }
 
 // stop ends the leech and removes its store.
@@ -481,14 +476,12 @@ func waitBytes(b *testing.B, sw *swarm.Swarm, n int64) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for { // polls a condition with a deadline
-		p, err := sw.Progress(ctx)
-		if err != nil {
-			b.Fatalf("leech: %v", err)
-		}
-		if p.Bytes >= n {
-			return
-		}
-		time.Sleep(time.Millisecond)
+	var err error
+	if !testwait.UntilEvery(30*time.Second, time.Millisecond, func() bool {
+		var p swarm.Progress
+		p, err = sw.Progress(ctx)
+		return err != nil || p.Bytes >= n
+	}) || err != nil {
+		b.Fatalf("leech: %d bytes not verified: %v", n, err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/delugefs/delugefs/bt"
+	"github.com/delugefs/delugefs/internal/testwait"
 	"github.com/delugefs/delugefs/meta"
 	"github.com/delugefs/delugefs/node"
 )
@@ -56,13 +57,7 @@ func start(t *testing.T, o Options) *Volume {
 // waitFor polls cond until it holds or d passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
-	}
+	testwait.For(t, d, what, cond)
 }
 
 // putFile seals data into n's store and commits it at path.

@@ -14,6 +14,7 @@ import (
 
 	anacdht "github.com/anacrolix/dht/v2"
 	"github.com/delugefs/delugefs/bt"
+	"github.com/delugefs/delugefs/internal/testwait"
 )
 
 // recordingConn is a UDP socket that remembers where it sent packets.
@@ -58,15 +59,7 @@ func (c *recordingConn) destinations() map[netip.AddrPort]int {
 // waitFor polls cond until it holds or d passes.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: still waiting for %s", d, what)
-		}
-		<-tick.C
-	}
+	testwait.For(t, d, what, cond)
 }
 
 // checkNoLeaks records the goroutine count and, at cleanup, waits for it to
@@ -75,14 +68,10 @@ func checkNoLeaks(t *testing.T) {
 	t.Helper()
 	before := runtime.NumGoroutine()
 	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				n := runtime.Stack(buf, true)
-				t.Fatalf("goroutines: %d before, %d after stop:\n%s", before, runtime.NumGoroutine(), buf[:n])
-			}
-			time.Sleep(10 * time.Millisecond) // polling the count, not settling state
+		if !testwait.Until(5*time.Second, func() bool { return runtime.NumGoroutine() <= before }) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("goroutines: %d before, %d after stop:\n%s", before, runtime.NumGoroutine(), buf[:n])
 		}
 	})
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/delugefs/delugefs/bt/swarm"
 	"github.com/delugefs/delugefs/bt/swarm/swarmtest"
+	"github.com/delugefs/delugefs/internal/testwait"
 )
 
 // benchSize is the blob of the transfer benchmark: 256 MiB, or
@@ -124,13 +125,10 @@ func BenchmarkFirstByteBusy(b *testing.B) {
 		leechNode := swarmtest.NewNode(b, swarm.Config{})
 		leech := leechNode.Start(info)
 		leech.AddPeer(seedNode.Addr)
-		for {
+		testwait.For(b, 30*time.Second, "5 % of the blob", func() bool {
 			p, _ := leech.Progress(context.Background())
-			if p.Pieces >= p.Total/20 {
-				break
-			}
-			time.Sleep(time.Millisecond) // polling a condition
-		}
+			return p.Pieces >= p.Total/20
+		})
 		b.StartTimer()
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -149,17 +147,15 @@ func BenchmarkFirstByteBusy(b *testing.B) {
 
 // waitUnchoked waits until the leech has a peer that unchoked it.
 func waitUnchoked(tb testing.TB, s *swarm.Swarm) {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	testwait.For(tb, 10*time.Second, "a peer to unchoke the leech", func() bool {
 		ps, _ := s.Peers(context.Background())
 		for _, p := range ps {
 			if !p.PeerChoking && p.Have > 0 {
-				return
+				return true
 			}
 		}
-		time.Sleep(time.Millisecond) // polling a condition with a deadline
-	}
-	tb.Fatal("no peer unchoked the leech")
+		return false
+	})
 }
 
 // BenchmarkTransferReference is the floor BenchmarkTransfer is compared

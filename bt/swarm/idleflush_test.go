@@ -14,6 +14,7 @@ import (
 	"github.com/delugefs/delugefs/bt/swarm"
 	"github.com/delugefs/delugefs/bt/swarm/swarmtest"
 	"github.com/delugefs/delugefs/bt/wire"
+	"github.com/delugefs/delugefs/internal/testwait"
 	"github.com/delugefs/delugefs/piece"
 )
 
@@ -131,19 +132,13 @@ func testIdleFlush(t *testing.T, mem int64) {
 	if _, err := nc.Write(append(append([]byte(nil), a...), b[:half]...)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for { // polls a condition with a deadline
-		p, err := sw.Progress(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p.Pieces >= 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("block A not verified after 10 s: %+v", p)
-		}
-		time.Sleep(time.Millisecond)
+	var p swarm.Progress
+	if !testwait.Until(10*time.Second, func() bool {
+		var err error
+		p, err = sw.Progress(ctx)
+		return err == nil && p.Pieces >= 1
+	}) {
+		t.Fatalf("block A not verified after 10 s: %+v", p)
 	}
 	if _, err := nc.Write(b[half:]); err != nil {
 		t.Fatal(err)

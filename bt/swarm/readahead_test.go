@@ -8,6 +8,7 @@ import (
 
 	"github.com/delugefs/delugefs/bt/swarm"
 	"github.com/delugefs/delugefs/bt/swarm/swarmtest"
+	"github.com/delugefs/delugefs/internal/testwait"
 )
 
 // TestReaderReadAhead: each reader has its own read-ahead. A stream-only
@@ -42,13 +43,9 @@ func TestReaderReadAhead(t *testing.T) {
 	// has waits until every piece covering [off, off+n) is verified.
 	has := func(off, n int64) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
 		for i := off / pl; i <= (off+n-1)/pl; i++ {
-			for !blob.HasPiece(int(i)) {
-				if time.Now().After(deadline) {
-					t.Fatalf("piece %d (of the window [%d, %d)) not fetched", i, off, off+n)
-				}
-				time.Sleep(time.Millisecond) // polling a condition with a deadline
+			if !testwait.Until(10*time.Second, func() bool { return blob.HasPiece(int(i)) }) {
+				t.Fatalf("piece %d (of the window [%d, %d)) not fetched", i, off, off+n)
 			}
 		}
 	}

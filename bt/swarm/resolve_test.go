@@ -9,6 +9,7 @@ import (
 	"github.com/delugefs/delugefs/bt"
 	"github.com/delugefs/delugefs/bt/swarm"
 	"github.com/delugefs/delugefs/bt/swarm/swarmtest"
+	"github.com/delugefs/delugefs/internal/testwait"
 )
 
 // A node that runs no swarm for a blob it holds still serves it: the
@@ -52,11 +53,7 @@ func TestResolverSeedsOnDemand(t *testing.T) {
 	if seedNode.Registry.Get(info.Hash()) == nil {
 		t.Error("the resolved swarm is not registered")
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for unknown.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond) // polling a condition with a deadline
-	}
-	if unknown.Load() == 0 {
+	if !testwait.Until(10*time.Second, func() bool { return unknown.Load() > 0 }) {
 		t.Error("the resolver was never asked for the unknown hash")
 	}
 	if seedNode.Registry.Get(otherInfo.Hash()) != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/delugefs/delugefs/bt"
+	"github.com/delugefs/delugefs/internal/testwait"
 
 	"github.com/delugefs/delugefs/bt/swarm"
 	"github.com/delugefs/delugefs/bt/swarm/swarmtest"
@@ -303,13 +304,7 @@ func TestInbound(t *testing.T) {
 // waitFor polls cond until it holds, failing the test after d.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
-	}
+	testwait.For(t, d, what, cond)
 }
 
 func TestProtocolErrorClosesConnection(t *testing.T) {
@@ -426,12 +421,11 @@ func TestKeepAliveAndIdleTimeout(t *testing.T) {
 	})
 	// Nothing but keep-alives flows for several idle timeouts: the
 	// connection must stay.
-	end := time.Now().Add(2500 * time.Millisecond)
-	for time.Now().Before(end) {
-		if ps, _ := leech.Peers(context.Background()); len(ps) != 1 {
-			t.Fatal("an idle connection with keep-alives was closed")
-		}
-		time.Sleep(20 * time.Millisecond) // sampling over a fixed period
+	if !testwait.Holds(2500*time.Millisecond, func() bool {
+		ps, _ := leech.Peers(context.Background())
+		return len(ps) == 1
+	}) {
+		t.Fatal("an idle connection with keep-alives was closed")
 	}
 
 	// A peer that sends nothing at all is dropped after the idle timeout.

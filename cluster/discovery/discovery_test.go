@@ -17,6 +17,7 @@ import (
 
 	"github.com/delugefs/delugefs/cluster/discovery"
 	"github.com/delugefs/delugefs/cluster/discovery/netnstest"
+	"github.com/delugefs/delugefs/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -196,15 +197,7 @@ func TestThreeNodesFindEachOther(t *testing.T) {
 // eventually waits until cond holds, checking every 20 ms, for at most d.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", d, what)
-		}
-		<-tick.C
-	}
+	testwait.For(t, d, what, cond)
 }
 
 // childDiscovery is the child role "discovery": it runs one Discovery

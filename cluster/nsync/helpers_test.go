@@ -20,6 +20,7 @@ import (
 
 	"github.com/delugefs/delugefs/api"
 	"github.com/delugefs/delugefs/api/apitest"
+	"github.com/delugefs/delugefs/internal/testwait"
 	"github.com/delugefs/delugefs/meta"
 	"github.com/delugefs/delugefs/meta/metatest"
 )
@@ -204,15 +205,7 @@ func dump(s *meta.Snapshot) string {
 // the test when it does not hold within d.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		<-tick.C
-	}
+	testwait.For(t, d, what, cond)
 }
 
 func testCtx(t testing.TB, d time.Duration) context.Context {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/delugefs/delugefs/api"
 	"github.com/delugefs/delugefs/cluster/discovery/netnstest"
+	"github.com/delugefs/delugefs/internal/testwait"
 )
 
 // clusterHost is one delugefs process with a mount, in a host of its own.
@@ -62,16 +63,9 @@ func lazyUnmount(dir string) {
 // eventually polls cond until it returns nil or d passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s: %v", d, what, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	var last error
+	if !testwait.UntilEvery(d, 20*time.Millisecond, func() bool { last = cond(); return last == nil }) {
+		t.Fatalf("after %v: %s: %v", d, what, last)
 	}
 }
 

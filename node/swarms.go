@@ -130,21 +130,23 @@ func (s *Swarms) AddPeer(addr string) {
 // one fetched from the peers.
 func (s *Swarms) Ensure(info *bt.Info) (*swarm.Swarm, error) {
 	h := info.Hash()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if sw := s.reg.Get(h); sw != nil {
-		if _, ok := s.kids.Get(h); ok {
-			return sw, nil
-		}
+	if sw := s.ours(h); sw != nil {
+		return sw, nil
 	}
 	if !s.store.Has(h) {
 		// Another disk of this process may run the blob's swarm or hold
 		// it complete (the registry's resolver then starts that node's
 		// seed): the registry holds one swarm per blob per process, and
-		// reading through a sibling's seed is a pread on its disk.
+		// reading through a sibling's seed is a pread on its disk. Asked
+		// without s.mu: the resolver takes the other node's.
 		if sw := s.reg.Resolve(h); sw != nil {
 			return sw, nil
 		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sw := s.ours(h); sw != nil {
+		return sw, nil // started meanwhile
 	}
 	sw, err := swarm.New(info, s.cfg)
 	if err != nil {
@@ -163,6 +165,16 @@ func (s *Swarms) Ensure(info *bt.Info) (*swarm.Swarm, error) {
 		sw.AddPeer(p)
 	}
 	return sw, nil
+}
+
+// ours returns this node's running swarm of h, or nil.
+func (s *Swarms) ours(h bt.InfoHash) *swarm.Swarm {
+	if sw := s.reg.Get(h); sw != nil {
+		if _, ok := s.kids.Get(h); ok {
+			return sw
+		}
+	}
+	return nil
 }
 
 // ReadAt reads len(p) bytes at off of info's blob through its swarm. It is

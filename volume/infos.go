@@ -37,17 +37,3 @@ func (x *infoIndex) lookup(h bt.InfoHash) *bt.Info {
 	}
 	return x.m[h]
 }
-
-// paths returns, for the snapshot s, the path of one file per blob.
-func blobPaths(s *meta.Snapshot) map[bt.InfoHash]string {
-	m := make(map[bt.InfoHash]string)
-	s.Walk(func(p string, e *meta.Entry) bool {
-		if e.Kind == meta.KindFile && e.Info != nil {
-			if _, ok := m[e.Hash]; !ok {
-				m[e.Hash] = p
-			}
-		}
-		return true
-	})
-	return m
-}

@@ -364,39 +364,56 @@ func (v *Volume) Copies(h bt.InfoHash) (int, []string) {
 func (v *Volume) Status(ctx context.Context) (*api.VolumeStatus, error) {
 	snap := v.Nodes[0].Repo.Snapshot()
 	st := &api.VolumeStatus{Head: hexOrEmpty(snap.Head().String(), snap.Head().IsZero())}
-	type file struct {
-		path string
-		e    *meta.Entry
+	// The local copies from one listing of each disk's blobs (not a stat
+	// per file: peers ask for this every few seconds).
+	local := map[bt.InfoHash][]string{}
+	blobs := make([]int, len(v.Nodes))
+	for i, n := range v.Nodes {
+		hs, _ := n.Store.Complete()
+		blobs[i] = len(hs)
+		for _, h := range hs {
+			local[h] = append(local[h], n.Config.NodeID)
+		}
 	}
-	var files []file
+	paths := map[bt.InfoHash]string{}
+	var all, under []api.FileCopies // every file, and those with fewer than two copies
 	snap.Walk(func(p string, e *meta.Entry) bool {
-		if e.Kind == meta.KindFile {
-			st.Files++
-			st.Bytes += e.Size
-			files = append(files, file{p, e})
+		if e.Kind != meta.KindFile {
+			return true
+		}
+		st.Files++
+		st.Bytes += e.Size
+		if e.Info == nil {
+			return true
+		}
+		if _, ok := paths[e.Hash]; !ok {
+			paths[e.Hash] = p
+		}
+		if len(all) <= maxListed || len(under) < maxListed {
+			_, holders := v.peers.copies(e.Hash)
+			holders = append(holders, local[e.Hash]...)
+			slices.Sort(holders)
+			holders = slices.Compact(holders)
+			fc := api.FileCopies{Path: p, InfoHash: e.Hash.String(), Size: e.Size, Copies: len(holders), Holders: holders}
+			if len(all) <= maxListed {
+				all = append(all, fc)
+			}
+			if len(holders) < 2 && len(under) < maxListed {
+				under = append(under, fc)
+			}
 		}
 		return true
 	})
-	for _, f := range files {
-		if f.e.Info == nil {
-			continue
-		}
-		n, holders := v.Copies(f.e.Hash)
-		if len(files) <= maxListed || n < 2 {
-			st.Copies = append(st.Copies, api.FileCopies{Path: f.path, InfoHash: f.e.Hash.String(), Size: f.e.Size, Copies: n, Holders: holders})
-		}
-		if len(st.Copies) >= maxListed {
-			break
-		}
+	st.Copies = under
+	if st.Files <= maxListed {
+		st.Copies = all
 	}
-	paths := blobPaths(snap)
-	for _, n := range v.Nodes {
+	for i, n := range v.Nodes {
 		total, free, _ := n.Store.Space()
-		hs, _ := n.Store.Complete()
 		h := n.Repo.Head()
 		st.Nodes = append(st.Nodes, api.NodeStatus{
 			ID: n.Config.NodeID, Root: n.Root, Head: hexOrEmpty(h.String(), h.IsZero()),
-			Blobs: len(hs), Total: total, Free: free, BT: ":" + strconv.Itoa(v.btPort),
+			Blobs: blobs[i], Total: total, Free: free, BT: ":" + strconv.Itoa(v.btPort),
 		})
 		for _, sw := range n.Swarms.Active() {
 			pctx, cancel := context.WithTimeout(ctx, time.Second)

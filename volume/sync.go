@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -50,7 +51,7 @@ func (v *Volume) clone(ctx context.Context) error {
 // candidates returns the API addresses of the peers known now: given by
 // hand first, then found.
 func (v *Volume) candidates() []string {
-	out := slicesClone(v.joinFrom)
+	out := slices.Clone(v.joinFrom)
 	seen := map[string]bool{}
 	for _, p := range out {
 		seen[p] = true

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -209,7 +210,7 @@ func Open(ctx context.Context, o Options) (_ *Volume, err error) {
 			return nil, usagef("%w: %s holds no node of %q; to add this disk to the volume give --key (volume_key in node.json of any of its nodes), or use --create to make a new volume",
 				ErrNeedKey, roots[0], o.ID)
 		}
-		cands := slicesClone(o.Peers)
+		cands := slices.Clone(o.Peers)
 		if o.MDNS {
 			res, err := discovery.Probe(ctx, o.ID, o.ProbeWait, o.Network)
 			if err != nil {
@@ -367,8 +368,6 @@ func cleanRoots(in []string) ([]string, error) {
 	return out, nil
 }
 
-func slicesClone(s []string) []string { return append([]string(nil), s...) }
-
 // Primary returns the node the mount shows.
 func (v *Volume) Primary() *node.Node { return v.Nodes[0] }
 
@@ -486,18 +485,12 @@ func (v *Volume) closeAll() error {
 	}
 	if v.ln != nil && v.done == nil {
 		// Never served: the listener and the DHT still own their sockets.
-		errs = append(errs, closeListener(v.ln))
+		errs = append(errs, v.ln.Close())
 		if v.dht != nil {
 			v.dht.Close()
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func closeListener(l *swarm.Listener) error {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return l.Serve(ctx)
 }
 
 // resolve is the swarm registry's resolver: an inbound connection (or a
@@ -508,7 +501,12 @@ func (v *Volume) resolve(h bt.InfoHash) *swarm.Swarm {
 		if !n.Store.Has(h) {
 			continue
 		}
+		// The holder's namespace may not name the blob yet (it follows
+		// the primary's): any local node's will do.
 		info := v.infos[i].lookup(h)
+		for j := 0; info == nil && j < len(v.infos); j++ {
+			info = v.infos[j].lookup(h)
+		}
 		if info == nil {
 			continue
 		}

@@ -6,10 +6,12 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -211,5 +213,66 @@ func TestJoinRefusals(t *testing.T) {
 	oc.Create = true
 	if _, err := Open(t.Context(), oc); !errors.Is(err, ErrUsage) {
 		t.Fatalf("create over a node: %v", err)
+	}
+}
+
+// Reads that cross between two disks at once (disk one reading blobs only
+// disk two holds while disk two reads blobs only disk one holds) never
+// wait on each other: each asks the registry's resolver without holding
+// its own lock.
+func TestCrossDiskReadsConcurrently(t *testing.T) {
+	o := testOpts(filepath.Join(t.TempDir(), "d1"), filepath.Join(t.TempDir(), "d2"))
+	o.Create = true
+	v := start(t, o)
+	type blob struct {
+		info *bt.Info
+		data []byte
+	}
+	seal := func(n *node.Node, i int) blob {
+		data := []byte(fmt.Sprintf("blob %d held by %s only", i, n.Config.NodeID))
+		f, err := n.Store.TempFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(data)
+		f.Close()
+		info, err := n.Store.Seal(f.Name(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = v.Nodes[0].Repo.Update(t.Context(), "name it", func(tx *meta.Tx) error {
+			return tx.Put(fmt.Sprintf("b%d-%s", i, n.Config.NodeID), &meta.Entry{Kind: meta.KindFile, Mode: 0o644, Info: info})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return blob{info, data}
+	}
+	const n = 40
+	var on1, on2 []blob
+	for i := range n {
+		on1 = append(on1, seal(v.Nodes[0], i))
+		on2 = append(on2, seal(v.Nodes[1], i))
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	errs := make(chan error, 2*n)
+	var wg sync.WaitGroup
+	read := func(reader *node.Node, b blob) {
+		defer wg.Done()
+		buf := make([]byte, len(b.data))
+		if k, err := reader.Swarms.ReadAt(ctx, b.info, buf, 0); err != nil || !bytes.Equal(buf[:k], b.data) {
+			errs <- fmt.Errorf("read %s: %d bytes, %v", b.info.Hash(), k, err)
+		}
+	}
+	for i := range n {
+		wg.Add(2)
+		go read(v.Nodes[0], on2[i])
+		go read(v.Nodes[1], on1[i])
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

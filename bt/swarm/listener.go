@@ -105,6 +105,10 @@ func NewListener(ln net.Listener, reg *Registry, log *slog.Logger) *Listener {
 	return &Listener{ln: ln, reg: reg, log: log, timeout: 10 * time.Second}
 }
 
+// Close closes the listening socket of a Listener that will not Serve
+// (Serve closes it when its context ends).
+func (l *Listener) Close() error { return l.ln.Close() }
+
 // Addr returns the address it listens on.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 

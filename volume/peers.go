@@ -221,7 +221,22 @@ func (v *Volume) pollPeer(ctx context.Context, p peer) {
 		}
 		c.Timeout = 5 * time.Second
 	}
-	st, err := c.VolumeStatus(ctx)
+	// The whole status (which walks the peer's namespace) only until the
+	// peer's nodes and BitTorrent addresses are known; then its disks.
+	known := len(p.bts) > 0 && p.node != ""
+	var st *api.VolumeStatus
+	var err error
+	if known {
+		var disks []api.Disk
+		if disks, err = c.Space(ctx); err == nil {
+			st = &api.VolumeStatus{Head: v.peerHead(p.node, p.head)}
+			for _, d := range disks {
+				st.Nodes = append(st.Nodes, api.NodeStatus{ID: d.Node, Root: d.Root, Total: d.Total, Free: d.Free})
+			}
+		}
+	} else {
+		st, err = c.VolumeStatus(ctx)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return
@@ -259,6 +274,9 @@ func (v *Volume) pollPeer(ctx context.Context, p peer) {
 			h = host
 		}
 		bts = append(bts, net.JoinHostPort(h, port))
+	}
+	if known {
+		bts = p.bts
 	}
 	var primary string
 	if len(st.Nodes) > 0 {
@@ -302,6 +320,17 @@ func (v *Volume) pollPeer(ctx context.Context, p peer) {
 			}
 		}
 	}
+}
+
+// peerHead returns the head the namespace sync last heard from node, or
+// old when it heard none.
+func (v *Volume) peerHead(node, old string) string {
+	for _, ps := range v.syncers[0].Stats().Peers {
+		if ps.Node == node && !ps.Head.IsZero() {
+			return ps.Head.String()
+		}
+	}
+	return old
 }
 
 // Notify is the API's notify call: a peer's head moved.

@@ -29,7 +29,12 @@
 // against the latest state through a Tx. Updates queued while a commit is
 // being written are applied one after another and written as one commit
 // (group commit) whose message joins theirs; an fn that fails or panics
-// leaves no trace. A commit encodes the changed manifests, the trees on the
+// leaves no trace. When no batch is running, the caller runs the batch
+// itself (its update after any queued before it) under the same lock the
+// actor takes: flat combining, which saves the two goroutine hand-offs of
+// a round trip through the actor (about 40 µs each way on a FUSE
+// thread, which is locked to its OS thread); the actor keeps the flush
+// timer and takes what arrives while a batch runs. A commit encodes the changed manifests, the trees on the
 // changed paths and the commit object. Each directory's tree id is cached,
 // so unchanged subtrees are never visited. A changed directory of at least
 // 64 entries whose tree was written since Open keeps that tree's bytes and

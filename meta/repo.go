@@ -107,8 +107,16 @@ type Repo struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 
-	// serveMu guards serving: one Serve loop at a time.
+	// serveMu guards serving: one batch at a time, run by the Serve loop
+	// or inline by a caller (send).
 	serveMu sync.Mutex
+	// serving is set while a Serve loop runs; flushT is its flush timer,
+	// armed while objects wait to be written (flushArmed), dirty is when
+	// the first batch that left them waiting ran. All guarded by serveMu.
+	serving    bool
+	flushT     *time.Timer
+	flushArmed bool
+	dirty      time.Time
 	// w and j are owned by the Serve loop (and by Open before it returns).
 	w *objWriter
 	j *journal // nil when disabled
@@ -706,6 +714,17 @@ func (r *Repo) Update(ctx context.Context, msg string, fn func(tx *Tx) error) er
 }
 
 func (r *Repo) send(ctx context.Context, q *request) error {
+	if r.serveMu.TryLock() {
+		// Nobody is committing: run the batch on this goroutine (flat
+		// combining) instead of waking the actor and waiting to be woken:
+		// on a FUSE thread those two hand-offs cost more than a small
+		// commit's work.
+		if r.serving {
+			r.runInline(q)
+			return <-q.reply
+		}
+		r.serveMu.Unlock()
+	}
 	select {
 	case r.reqs <- q:
 	case <-ctx.Done():
@@ -737,34 +756,22 @@ func (r *Repo) Sync(ctx context.Context) error {
 // when ctx ends or the Repo is closed.
 func (r *Repo) Serve(ctx context.Context) error {
 	batch := make([]*request, 0, r.opts.MaxBatch)
-	// The flush timer is armed while objects wait to be written: it fires
-	// once the actor has been idle for FlushDelay, but at most
-	// flushLag·FlushDelay after the first batch that left something
-	// waiting (dirty), so that a steady stream of commits makes one pack
-	// per flushLag·FlushDelay rather than one per FlushDelay.
-	var (
-		flushC <-chan time.Time
-		timer  *time.Timer
-		dirty  time.Time
-	)
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	arm := func() {
-		now := time.Now()
-		if flushC == nil {
-			dirty = now
-		}
-		d := min(r.opts.FlushDelay, dirty.Add(flushLag*r.opts.FlushDelay).Sub(now))
-		if timer == nil {
-			timer = time.NewTimer(d)
-		} else {
-			timer.Reset(d)
-		}
-		flushC = timer.C
+	r.serveMu.Lock()
+	if r.flushT == nil {
+		r.flushT = time.NewTimer(time.Hour)
 	}
+	r.flushT.Stop()
+	r.flushArmed = false
+	r.serving = true
+	flushC := r.flushT.C
+	r.serveMu.Unlock()
+	defer func() {
+		r.serveMu.Lock()
+		r.serving = false
+		r.flushT.Stop()
+		r.flushArmed = false
+		r.serveMu.Unlock()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -781,8 +788,8 @@ func (r *Repo) Serve(ctx context.Context) error {
 		case <-r.closed:
 			return ErrClosed
 		case <-flushC:
-			flushC = nil
 			r.serveMu.Lock()
+			r.flushArmed = false
 			select {
 			case <-r.closed:
 			default:
@@ -790,7 +797,7 @@ func (r *Repo) Serve(ctx context.Context) error {
 				// close after a create commits it with the contents.
 				r.flushAndNotify(false)
 				if r.unflushed() {
-					arm()
+					r.armFlush()
 				}
 			}
 			r.serveMu.Unlock()
@@ -798,45 +805,99 @@ func (r *Repo) Serve(ctx context.Context) error {
 		case q := <-r.reqs:
 			batch = append(batch[:0], q)
 		}
-	drain:
-		for len(batch) < r.opts.MaxBatch {
-			select {
-			case q := <-r.reqs:
-				batch = append(batch, q)
-			default:
-				break drain
-			}
-		}
-		for len(batch) > 0 {
-			rest, err := r.runBatch(batch)
-			if err != nil {
-				return err
-			}
-			// Requests the batch's bound on attached blobs left for the
-			// next commit.
-			n := copy(batch, rest)
-			clear(batch[n:])
-			batch = batch[:n]
-		}
-		if r.unflushed() {
-			arm()
-		} else if flushC != nil {
-			timer.Stop()
-			flushC = nil
+		r.serveMu.Lock()
+		err := r.runQueued(batch)
+		r.serveMu.Unlock()
+		clear(batch[:cap(batch)])
+		if err != nil {
+			return err
 		}
 	}
+}
+
+// runInline runs q, after the requests queued before it, on the caller's
+// goroutine (serveMu held; runInline releases it) and answers q.
+func (r *Repo) runInline(q *request) {
+	defer r.serveMu.Unlock()
+	var buf [4]*request
+	batch := buf[:0]
+drain:
+	for len(batch) < r.opts.MaxBatch-1 {
+		select {
+		case o := <-r.reqs:
+			batch = append(batch, o)
+		default:
+			break drain
+		}
+	}
+	if err := r.runQueued(append(batch, q)); err != nil && len(q.reply) == 0 {
+		q.reply <- err
+	}
+}
+
+// runQueued runs batch, and the requests queued after it while it fits
+// MaxBatch, as batches; then arms or stops the flush timer. serveMu is
+// held. It returns an error only when the repository is closed; the
+// requests not run then are answered ErrClosed.
+func (r *Repo) runQueued(batch []*request) error {
+drain:
+	for len(batch) < r.opts.MaxBatch {
+		select {
+		case q := <-r.reqs:
+			batch = append(batch, q)
+		default:
+			break drain
+		}
+	}
+	for len(batch) > 0 {
+		rest, err := r.runBatchLocked(batch)
+		if err != nil {
+			for _, q := range batch {
+				if len(q.reply) == 0 {
+					q.reply <- err
+				}
+			}
+			return err
+		}
+		// Requests the batch's bound on attached blobs left for the
+		// next commit.
+		batch = rest
+	}
+	if r.unflushed() {
+		r.armFlush()
+	} else if r.flushArmed {
+		r.flushT.Stop()
+		r.flushArmed = false
+	}
+	return nil
+}
+
+// armFlush arms the flush timer (serveMu held): it fires once no batch
+// ran for FlushDelay, but at most flushLag·FlushDelay after the first
+// batch that left something waiting (dirty), so that a steady stream of
+// commits makes one pack per flushLag·FlushDelay rather than one per
+// FlushDelay.
+func (r *Repo) armFlush() {
+	if r.flushT == nil {
+		return // no Serve loop ran yet: Close writes everything
+	}
+	now := time.Now()
+	if !r.flushArmed {
+		r.dirty = now
+	}
+	d := min(r.opts.FlushDelay, r.dirty.Add(flushLag*r.opts.FlushDelay).Sub(now))
+	r.flushT.Reset(d)
+	r.flushArmed = true
 }
 
 // flushLag bounds, in FlushDelays, how long objects wait to be written
 // while the actor is never idle for a FlushDelay.
 const flushLag = 10
 
-// runBatch applies, commits and answers one batch, or the part of it
+// runBatchLocked applies, commits and answers one batch, or the part of it
 // that fits the bound on attached blobs, and returns the rest. It returns
 // an error only when the repository is closed.
-func (r *Repo) runBatch(batch []*request) (rest []*request, _ error) {
-	r.serveMu.Lock()
-	defer r.serveMu.Unlock()
+func (r *Repo) runBatchLocked(batch []*request) (rest []*request, _ error) {
 	select {
 	case <-r.closed:
 		return nil, ErrClosed

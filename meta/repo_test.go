@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/delugefs/delugefs/bt"
+	"github.com/delugefs/delugefs/internal/testwait"
 	"github.com/delugefs/delugefs/meta"
 	"github.com/delugefs/delugefs/meta/metatest"
 )
@@ -352,4 +353,54 @@ func TestOpenLocked(t *testing.T) {
 	s.Stop()
 	s2 := metatest.Serve(t, dir, meta.Options{})
 	s2.Stop()
+}
+
+// TestInlineFlush: an update made while the actor is idle runs on the
+// caller's goroutine; the flush timer must still write its objects and
+// branch, so stock git sees it without a Sync. Updates from several
+// goroutines, some inline and some queued behind a running batch, each
+// land once and in each caller's order.
+func TestInlineFlush(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "meta.git")
+	s := metatest.Serve(t, dir, meta.Options{FlushDelay: 5 * time.Millisecond})
+	s.Do(t, "mkdir d", func(tx *meta.Tx) error { return tx.Put("d", metatest.Dir(0o755, 0)) })
+	head := s.Head().String()
+	testwait.For(t, 10*time.Second, "branch written without Sync", func() bool {
+		out, err := exec.Command("git", "--git-dir", dir, "rev-parse", "refs/heads/main").Output()
+		return err == nil && strings.TrimSpace(string(out)) == head
+	})
+	const callers, each = 4, 50
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Go(func() {
+			for k := range each {
+				p := fmt.Sprintf("d/c%d", c)
+				err := s.Update(context.Background(), "write "+p, func(tx *meta.Tx) error {
+					if k > 0 {
+						// This caller's previous update is there.
+						if e, ok := tx.Get(p); !ok || e.Size != int64(k) {
+							return fmt.Errorf("%s before update %d: %v", p, k, e)
+						}
+					}
+					return tx.Put(p, metatest.File(int64(k+1), uint64(k), 0o644, 0))
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	head = s.Head().String()
+	testwait.For(t, 10*time.Second, "last commit's branch written without Sync", func() bool {
+		out, err := exec.Command("git", "--git-dir", dir, "rev-parse", "refs/heads/main").Output()
+		return err == nil && strings.TrimSpace(string(out)) == head
+	})
+	for c := range callers {
+		out := git(t, dir, "cat-file", "-p", "main:d/"+fmt.Sprintf("c%d", c))
+		if !bytes.Contains(out, []byte(fmt.Sprintf("6:lengthi%de", each))) {
+			t.Errorf("c%d: %q", c, out)
+		}
+	}
 }

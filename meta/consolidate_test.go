@@ -505,3 +505,42 @@ func packFiles2(tb testing.TB, dir string) []string {
 	}
 	return ps
 }
+
+// TestRetiredAfterStop: packs a consolidation replaced are removed by the
+// next Open's cleanup (their markers outlive the process that made them),
+// never the merged pack, and every object stays readable.
+func TestRetiredAfterStop(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "meta.git")
+	gitOK(t, filepath.Dir(dir), "init", "-q", "--bare", dir)
+	w := newObjWriter(dir)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for p := range maxPacks + 4 {
+		ents := blobEntries(t, w, rng, 10+p, 2000)
+		chain, _ := treeChain(t, w, fmt.Sprint("d", p%3), 80+p, 5)
+		if _, err := writePack(dir, append(ents, chain...), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := packObjects(t, dir)
+	w.packs = len(packFiles(t, dir))
+	if err := w.consolidate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.retired) < 2 {
+		t.Fatalf("%d packs retired", len(w.retired))
+	}
+	live := len(packFiles(t, dir)) - len(w.retired)
+	// The process stops here (the retired packs' 30 s are not over).
+	if err := cleanPacks(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(packFiles(t, dir)); n != live {
+		t.Errorf("%d packs after cleanup, want the %d live ones", n, live)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, "objects", "pack", "*"+retiredSuffix))
+	if len(left) > 0 {
+		t.Errorf("markers left: %v", left)
+	}
+	checkPacks(t, dir, want)
+	gitOK(t, filepath.Dir(dir), "--git-dir", dir, "fsck", "--strict")
+}

@@ -290,9 +290,23 @@ func cleanPacks(dir string, verify bool) error {
 	for _, e := range ents {
 		have[e.Name()] = true
 	}
+	// Packs a consolidation replaced before the last stop: a merged pack
+	// that was durable before the marker was made holds their objects.
+	for _, e := range ents {
+		if base, ok := strings.CutSuffix(e.Name(), retiredSuffix); ok {
+			if err := removeRetired(filepath.Join(pdir, base)); err != nil {
+				return err
+			}
+			delete(have, base+".idx")
+			delete(have, base+".pack")
+		}
+	}
 	for _, e := range ents {
 		name := e.Name()
 		p := filepath.Join(pdir, name)
+		if !have[name] && (strings.HasSuffix(name, ".idx") || strings.HasSuffix(name, ".pack")) {
+			continue // retired, removed above
+		}
 		switch {
 		case strings.HasPrefix(name, "tmp_pack_") || strings.HasSuffix(name, ".idx.tmp"):
 			os.Remove(p)
@@ -425,6 +439,12 @@ func (w *objWriter) consolidate() error {
 		if b == newBase {
 			continue // the same objects in the same order: the same pack
 		}
+		// The marker makes the next Open remove the pack if this process
+		// stops before it does (a lost marker leaves a duplicate that a
+		// later consolidation merges).
+		if err := os.WriteFile(b+retiredSuffix, nil, 0o444); err != nil {
+			return fmt.Errorf("consolidate packs: %w", err)
+		}
 		w.retired[b] = time.Now()
 	}
 	w.packs = len(ps) - len(gone) + 1
@@ -447,19 +467,32 @@ func (w *objWriter) consolidate() error {
 // the refs in one request and the objects in the next).
 const retireAfter = 30 * time.Second
 
+// retiredSuffix names the marker file of a pack a consolidation replaced
+// (base + retiredSuffix): Open removes the pack (cleanPacks).
+const retiredSuffix = ".retired"
+
 // dropRetired removes the replaced packs older than retireAfter, index
-// first. A crash before it leaves duplicates the next consolidation merges.
+// first, then the marker.
 func (w *objWriter) dropRetired(now time.Time) {
 	for b, when := range w.retired {
 		if now.Sub(when) < retireAfter {
 			continue
 		}
-		if err := os.Remove(b + ".idx"); err == nil || os.IsNotExist(err) {
-			os.Remove(b + ".pack")
+		if removeRetired(b) == nil {
 			delete(w.retired, b)
 			w.packGen++
 		}
 	}
+}
+
+// removeRetired removes the retired pack at base: index, pack, marker.
+func removeRetired(base string) error {
+	for _, ext := range []string{".idx", ".pack", retiredSuffix} {
+		if err := os.Remove(base + ext); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove retired pack: %w", err)
+		}
+	}
+	return nil
 }
 
 // maxDeltaDepth bounds the delta chains writeTree makes (a reader applies

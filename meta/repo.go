@@ -564,11 +564,13 @@ func (r *Repo) Close() error {
 		close(r.closed)
 		r.serveMu.Lock() // wait for a running batch to finish
 		defer r.serveMu.Unlock()
-		// A clean close leaves git complete and the journal empty.
+		// A clean close leaves git complete and the journal empty, and
+		// removes the packs consolidations replaced (no reader is left).
 		err = r.flush()
 		if err == nil {
 			err = r.checkpoint()
 		}
+		r.w.dropRetired(time.Now().Add(retireAfter))
 		err = errors.Join(err, r.closeFiles())
 	})
 	return err

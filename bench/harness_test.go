@@ -28,6 +28,9 @@ var (
 
 // delugefsBin builds the delugefs binary once per run.
 func delugefsBin(tb testing.TB) string {
+	if p := os.Getenv("DELUGEFS_BENCH_BIN"); p != "" {
+		return p // a binary built elsewhere (another commit, to compare)
+	}
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "delugefs-bench")
 		if err != nil {

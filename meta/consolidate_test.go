@@ -3,6 +3,7 @@ package meta
 import (
 	"bytes"
 	"crypto/sha1"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -543,4 +544,18 @@ func TestRetiredAfterStop(t *testing.T) {
 	}
 	checkPacks(t, dir, want)
 	gitOK(t, filepath.Dir(dir), "--git-dir", dir, "fsck", "--strict")
+}
+
+// TestGraphBounded: the commit graph the actor keeps of its own commits
+// stays under maxGraph entries however many commits it makes.
+func TestGraphBounded(t *testing.T) {
+	g := newGraph()
+	for i := range maxGraph + 100 {
+		var id plumbing.Hash
+		binary.BigEndian.PutUint64(id[:], uint64(i)+1)
+		g.add(id, commitInfo{gen: uint64(i) + 1, time: int64(i)})
+		if len(g.m) > maxGraph+1 {
+			t.Fatalf("%d commits kept after %d adds", len(g.m), i+1)
+		}
+	}
 }

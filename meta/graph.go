@@ -209,8 +209,10 @@ type graph struct {
 }
 
 // maxGraph bounds the commits the graph keeps; past it the cache starts
-// over (generations are in the commits, so reloading is cheap).
-const maxGraph = 1 << 18
+// over (generations are in the commits, so reloading is cheap: a walk
+// stops at the generation it looks for and reads only recent history).
+// About 250 bytes a commit: 1<<18 was 24 MB of a 100k-file node's heap.
+const maxGraph = 1 << 15
 
 func newGraph() *graph { return &graph{m: make(map[plumbing.Hash]*gcommit)} }
 
@@ -223,6 +225,7 @@ func (g *graph) trim() {
 
 // add records a commit this repository just made.
 func (g *graph) add(id plumbing.Hash, c commitInfo) {
+	g.trim()
 	if c.node == "" {
 		c.node = unknownNode
 	}

@@ -255,7 +255,30 @@ func BenchmarkSmallFiles(b *testing.B) {
 		b.ReportMetric(r, "files/s")
 		return r
 	}
-	b.Run("at-1k", func(b *testing.B) { rate1k = measure(b, 1000) })
+	b.Run("at-1k", func(b *testing.B) {
+		rate1k = measure(b, 1000)
+		// The reference: the passthrough (no hashing, no commit, no
+		// fsync on close), one writer, the same files.
+		_, pmnt := passMount(b, false)
+		fill(b, pmnt, 0, 1000, 4)
+		start := time.Now()
+		fill(b, pmnt, 1000, 1000+4*batch, 1)
+		ref := float64(4*batch) / time.Since(start).Seconds()
+		b.ReportMetric(ref, "ref-files/s")
+		b.ReportMetric(rate1k/ref, "x-passthrough")
+	})
+	b.Run("at-1k-4writers", func(b *testing.B) {
+		// Four writers at once (tar -x of four archives, a parallel
+		// copy): their closes share commits and barriers.
+		start := time.Now()
+		made := 0
+		for b.Loop() {
+			fill(b, n.mnt, count, count+4*batch, 4)
+			count += 4 * batch
+			made += 4 * batch
+		}
+		b.ReportMetric(float64(made)/time.Since(start).Seconds(), "files/s")
+	})
 	b.Run("at-100k", func(b *testing.B) {
 		r := measure(b, 100000)
 		if rate1k > 0 {

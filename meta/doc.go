@@ -52,11 +52,21 @@
 // an entry) for the large directories written since Open; nodes shared
 // with published snapshots are never modified (a splice makes new bytes).
 //
-// Durability takes one fdatasync per durable commit: the commit's objects (as
-// pack entries) and the new branch value are appended as one
-// record to ROOT/meta.git/delugefs.journal, a pre-filled file, and the
-// record is fdatasync'd. Then the new Snapshot is published and the callers
-// are answered. The objects and the branch ref are written
+// Durability takes at most one fdatasync per durable commit: the commit's
+// objects (as pack entries) and the new branch value are appended as one
+// record to ROOT/meta.git/delugefs.journal, a pre-filled file, the new
+// Snapshot is published, and the batch's lock is released; then the
+// goroutine that ran the batch fdatasyncs the journal and answers the
+// callers whose records it covered. The barrier runs outside the lock
+// (pipelined group commit): the next batch is applied and written while
+// it runs, and one barrier then covers every record written before it
+// began. So readers of the Snapshot may see an update a moment before it
+// is durable (as with lazy updates); its caller is answered only after.
+// A failed barrier is fatal: what reached the disk is unknown, and a
+// retried fdatasync can succeed over pages the kernel dropped, so every
+// update fails from then on until the node restarts and replays its
+// journal (which may hold the failed updates: a failed close's data can
+// still be there after the restart). The objects and the branch ref are written
 // later, without any fsync, once the actor has been idle for
 // Options.FlushDelay (10ms) but at most 10 FlushDelays after the first
 // batch that left them waiting, when 20,000 objects or 32 MiB wait, on

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
@@ -61,10 +62,34 @@ type journal struct {
 	// commit checkpoints first, so it never relies on an object that was
 	// written but never made durable.
 	broken bool
-	// unsynced is set while records written by lazy commits wait for
-	// their fdatasync; synced is the end of the durable records.
-	unsynced bool
-	synced   int64
+	// written and durable count the bytes of records written and made
+	// durable since Open, across epochs (log sequence numbers): records
+	// are written under the repo's serveMu and synced without it
+	// (Repo.drainDurable), so a batch can be applied while the barrier of
+	// the one before runs. epochBase is written at the start of the
+	// current epoch.
+	written, durable atomic.Int64
+	epochBase        int64
+	// syncFile is datasync; tests replace it to hold or fail barriers.
+	syncFile func(*os.File) error
+}
+
+// unsynced reports whether records wait for their fdatasync.
+func (j *journal) unsynced() bool { return j.written.Load() > j.durable.Load() }
+
+// synced returns the offset in the file up to which records are durable.
+func (j *journal) synced() int64 {
+	return journalHeader + max(0, j.durable.Load()-j.epochBase)
+}
+
+// markDurable records that every byte written up to lsn is durable.
+func (j *journal) markDurable(lsn int64) {
+	for {
+		d := j.durable.Load()
+		if lsn <= d || j.durable.CompareAndSwap(d, lsn) {
+			return
+		}
+	}
 }
 
 const (
@@ -91,7 +116,7 @@ func openJournal(gitDir string, size int64) (*journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
-	j := &journal{f: f, size: size, off: journalHeader, synced: journalHeader}
+	j := &journal{f: f, size: size, off: journalHeader, syncFile: datasync}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -186,7 +211,8 @@ func (j *journal) records() ([]journalRecord, error) {
 		out = append(out, rec)
 		off += recordHead + n
 	}
-	j.off, j.synced = off, off
+	j.off = off
+	j.epochBase = j.written.Load() - (off - journalHeader)
 	return out, nil
 }
 
@@ -288,32 +314,29 @@ func (j *journal) encodeRecord(head plumbing.Hash, objs []journalObj, blobs []jo
 
 func (j *journal) fits(n int) bool { return j.off+int64(n) <= j.size }
 
-// append writes rec and makes it durable, with every record before it.
-func (j *journal) append(rec []byte) error {
-	if err := j.write(rec); err != nil {
-		return err
-	}
-	return j.sync()
-}
-
 // write writes rec after the last record without making it durable (a
-// lazy commit): the next sync does.
-func (j *journal) write(rec []byte) error {
+// lazy commit): the next sync does. It returns the log sequence number a
+// sync must reach for rec to be durable.
+func (j *journal) write(rec []byte) (int64, error) {
 	if _, err := j.f.WriteAt(rec, j.off); err != nil {
-		return fmt.Errorf("append to journal: %w", err)
+		return 0, fmt.Errorf("append to journal: %w", err)
 	}
 	j.off += int64(len(rec))
-	j.unsynced = true
-	return nil
+	return j.written.Add(int64(len(rec))), nil
 }
 
-// sync makes every record written so far durable.
+// sync makes every record written before it was called durable. It may
+// run while another goroutine writes records (those may or may not be
+// covered).
 func (j *journal) sync() error {
-	if err := datasync(j.f); err != nil {
+	lsn := j.written.Load()
+	if lsn <= j.durable.Load() {
+		return nil
+	}
+	if err := j.syncFile(j.f); err != nil {
 		return fmt.Errorf("sync journal: %w", err)
 	}
-	j.unsynced = false
-	j.synced = j.off
+	j.markDurable(lsn)
 	return nil
 }
 
@@ -332,7 +355,9 @@ func (j *journal) newEpoch() error {
 	}
 	j.epoch++
 	j.off = journalHeader
-	j.unsynced = false
-	j.synced = j.off
+	// Called after a barrier that made everything written durable.
+	lsn := j.written.Load()
+	j.markDurable(lsn)
+	j.epochBase = lsn
 	return nil
 }

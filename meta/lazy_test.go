@@ -31,12 +31,12 @@ func powerCut(t *testing.T, r *Repo, root string, torn []bt.InfoHash) string {
 	if out, err := exec.Command("cp", "-a", root, dst).CombinedOutput(); err != nil {
 		t.Fatalf("copy root: %v\n%s", err, out)
 	}
-	if lost := r.j.off - r.j.synced; lost > 0 {
+	if lost := r.j.off - r.j.synced(); lost > 0 {
 		f, err := os.OpenFile(filepath.Join(dst, "meta.git", journalName), os.O_RDWR, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.WriteAt(make([]byte, lost), r.j.synced); err != nil {
+		if _, err := f.WriteAt(make([]byte, lost), r.j.synced()); err != nil {
 			t.Fatal(err)
 		}
 		f.Close()

@@ -117,6 +117,19 @@ type Repo struct {
 	flushT     *time.Timer
 	flushArmed bool
 	dirty      time.Time
+
+	// syncMu serializes the journal's barriers. Durable updates wait in
+	// waiters (guarded by waitMu) until the journal is durable up to
+	// their record: the goroutine that ran their batch syncs after it
+	// released serveMu (drainDurable), so the next batch is applied and
+	// written meanwhile and one barrier covers both (pipelined group
+	// commit). fatal is set when a barrier failed: after a failed
+	// fdatasync what reached the disk is unknown, so every later update
+	// fails with it until the node is restarted and replays its journal.
+	syncMu  sync.Mutex
+	waitMu  sync.Mutex
+	waiters []waiter
+	fatal   atomic.Pointer[error]
 	// w and j are owned by the Serve loop (and by Open before it returns).
 	w *objWriter
 	j *journal // nil when disabled
@@ -153,6 +166,13 @@ type lazyState struct {
 	blobs     []journalBlob
 	blobBytes int
 	since     time.Time // when the oldest was published
+}
+
+// waiter is a durable update whose answer waits for the journal to be
+// durable up to lsn.
+type waiter struct {
+	q   *request
+	lsn int64
 }
 
 type request struct {
@@ -810,6 +830,7 @@ func (r *Repo) Serve(ctx context.Context) error {
 		r.serveMu.Lock()
 		err := r.runQueued(batch)
 		r.serveMu.Unlock()
+		r.drainDurable()
 		clear(batch[:cap(batch)])
 		if err != nil {
 			return err
@@ -820,6 +841,7 @@ func (r *Repo) Serve(ctx context.Context) error {
 // runInline runs q, after the requests queued before it, on the caller's
 // goroutine (serveMu held; runInline releases it) and answers q.
 func (r *Repo) runInline(q *request) {
+	defer r.drainDurable() // after the unlock: the next batch may run meanwhile
 	defer r.serveMu.Unlock()
 	var buf [4]*request
 	batch := buf[:0]
@@ -905,6 +927,12 @@ func (r *Repo) runBatchLocked(batch []*request) (rest []*request, _ error) {
 		return nil, ErrClosed
 	default:
 	}
+	if perr := r.fatal.Load(); perr != nil {
+		for _, q := range batch {
+			q.reply <- *perr
+		}
+		return nil, nil
+	}
 	// Integrate requests run alone, in order with the updates around them.
 	full := batch
 	for i, q := range batch {
@@ -982,7 +1010,9 @@ func (r *Repo) runBatchLocked(batch []*request) (rest []*request, _ error) {
 		r.lazy = lazyState{objs: objs, msgs: msgs, blobs: blobs, blobBytes: blobBytes, since: since}
 		r.snap.Store(&Snapshot{root: root, count: count, head: base.head, gen: base.gen})
 	case len(msgs) > 0:
-		err = r.commit(base, root, count, objs, msgs, blobs, lazy)
+		// With a journal the record is written here and made durable
+		// after serveMu is released (drainDurable).
+		err = r.commit(base, root, count, objs, msgs, blobs, lazy || r.j != nil)
 		if err != nil {
 			r.log.Error("meta: commit failed", "err", err)
 		} else {
@@ -991,14 +1021,23 @@ func (r *Repo) runBatchLocked(batch []*request) (rest []*request, _ error) {
 			r.lazy = lazyState{}
 		}
 	}
-	if err == nil && !lazy && r.j != nil && r.j.unsynced {
-		// A durable update that changed nothing still makes the lazy
-		// ones before it durable.
-		err = r.syncJournal()
+	// The durable updates (and one that changed nothing makes the lazy
+	// ones before it durable) are answered once the journal is durable up
+	// to what is written now.
+	wait := err == nil && !lazy && r.j != nil && r.j.unsynced()
+	lsn := int64(0)
+	if wait {
+		lsn = r.j.written.Load()
 	}
 	for _, q := range applied {
 		if q.lazy && err == nil {
 			r.stats.lazy.Add(1)
+		}
+		if wait && !q.lazy {
+			r.waitMu.Lock()
+			r.waiters = append(r.waiters, waiter{q, lsn})
+			r.waitMu.Unlock()
+			continue
 		}
 		q.reply <- err
 	}
@@ -1021,17 +1060,66 @@ func (r *Repo) maxBatchBlobBytes() int {
 	return n
 }
 
-// syncJournal makes the records of lazy commits durable.
+// drainDurable makes the journal durable up to the records of the
+// waiting updates and answers them; the goroutine that ran a batch calls
+// it after releasing serveMu. A barrier that fails makes the repository
+// unusable (fatal).
+func (r *Repo) drainDurable() {
+	r.waitMu.Lock()
+	none := len(r.waiters) == 0
+	r.waitMu.Unlock()
+	if none {
+		return
+	}
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	r.waitMu.Lock()
+	ws := r.waiters
+	r.waiters = nil
+	r.waitMu.Unlock()
+	if len(ws) == 0 {
+		return // a barrier that covered them ran while this one waited
+	}
+	var err error
+	if perr := r.fatal.Load(); perr != nil {
+		err = *perr
+	} else if r.j.durable.Load() < ws[len(ws)-1].lsn {
+		start := time.Now()
+		if err = r.j.sync(); err != nil {
+			err = fmt.Errorf("meta: %w", err)
+			r.fatal.CompareAndSwap(nil, &err)
+			r.log.Error("meta: the journal's barrier failed; updates fail until the node restarts", "err", err)
+		} else {
+			r.stats.barriers.Add(1)
+			r.stats.syncNanos.Add(int64(time.Since(start)))
+		}
+	}
+	for _, w := range ws {
+		w.q.reply <- err
+	}
+}
+
+// syncJournal makes the records written so far durable (serveMu held).
 func (r *Repo) syncJournal() error {
-	if r.j == nil || !r.j.unsynced {
+	if r.j == nil || !r.j.unsynced() {
 		return nil
+	}
+	r.syncMu.Lock()
+	defer r.syncMu.Unlock()
+	if perr := r.fatal.Load(); perr != nil {
+		return *perr
+	}
+	if !r.j.unsynced() {
+		return nil // drainDurable's barrier covered them
 	}
 	start := time.Now()
 	if err := r.j.sync(); err != nil {
-		// Whether the records reached the disk is unknown: the next commit
-		// checkpoints first.
-		r.j.broken = true
-		return fmt.Errorf("meta: %w", err)
+		// Whether the records reached the disk is unknown, and a retried
+		// barrier could succeed over lost pages: fail until a restart.
+		err = fmt.Errorf("meta: %w", err)
+		r.fatal.CompareAndSwap(nil, &err)
+		r.log.Error("meta: the journal's barrier failed; updates fail until the node restarts", "err", err)
+		return err
 	}
 	r.stats.barriers.Add(1)
 	r.stats.syncNanos.Add(int64(time.Since(start)))
@@ -1046,7 +1134,7 @@ const (
 )
 
 func (r *Repo) unflushed() bool {
-	return len(r.w.pending) > 0 || !r.pendingRef.IsZero() || r.j != nil && r.j.unsynced || len(r.lazy.msgs) > 0
+	return len(r.w.pending) > 0 || !r.pendingRef.IsZero() || r.j != nil && r.j.unsynced() || len(r.lazy.msgs) > 0
 }
 
 // commitLazy commits the lazy updates that wait for a batch.
@@ -1200,18 +1288,18 @@ func (r *Repo) writeCommit(c commitReq) (*Snapshot, error) {
 			rec = r.j.encodeRecord(head, nil, nil)
 		}
 		if r.j.fits(len(rec)) && c.lazy {
-			if err := r.j.write(rec); err != nil {
+			if _, err := r.j.write(rec); err != nil {
 				return nil, fmt.Errorf("meta: commit: %w", err)
 			}
 			r.pendingRef = head
 			journaled = true
 		} else if r.j.fits(len(rec)) {
-			syncStart := time.Now()
-			if err := r.j.append(rec); err != nil {
+			if _, err := r.j.write(rec); err != nil {
 				return nil, fmt.Errorf("meta: commit: %w", err)
 			}
-			r.stats.barriers.Add(1)
-			r.stats.syncNanos.Add(int64(time.Since(syncStart)))
+			if err := r.syncJournal(); err != nil {
+				return nil, fmt.Errorf("meta: commit: %w", err)
+			}
 			// The objects and the ref are written later (flushAndNotify),
 			// without a barrier: replay restores them after a crash.
 			r.pendingRef = head

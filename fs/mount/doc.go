@@ -41,6 +41,10 @@
 // "Ignoring invalid max threads value 4294967295"; Mount passes
 // max_threads and max_idle_threads (Options.MaxThreads) instead.
 //
+// Mount raises GOMAXPROCS to 8 unless the GOMAXPROCS environment variable
+// is set (see raiseProcs: a thread back in libfuse keeps its P for a
+// while, and the next callback should not wait for it).
+//
 // cgofuse also registers for SIGINT and SIGTERM while mounted and unmounts
 // when one arrives; the process sees the signal as well (signal.Notify
 // delivers to every registered channel).

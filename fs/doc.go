@@ -68,7 +68,11 @@
 // Any failure (a write, the seal or the commit) rolls the file back to its
 // committed version: the changes since the last successful flush are gone,
 // as the failed write, close or fsync said, and never show up later (a
-// blob sealed for a commit that failed is garbage the store may collect).
+// blob sealed for a commit that failed is garbage the store may collect),
+// with one exception: when the journal's barrier itself fails (a dying
+// disk), meta refuses every update until the node restarts, and the
+// restart's replay keeps what the disk kept, which may include the
+// failed close's data.
 // Changes that arrive after the last flush (a shared mmap written back
 // after close) are committed when the last handle is released, and only
 // logged if that fails. truncate(2) by path seals and commits before it

@@ -144,14 +144,7 @@ func TestConsolidateUnion(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := packObjects(t, dir)
-	w.packs = len(packFiles(t, dir))
-	if err := w.consolidate(); err != nil {
-		t.Fatal(err)
-	}
-	if len(w.retired) < 2 {
-		t.Fatalf("%d packs retired", len(w.retired))
-	}
+	want := consolidateNow(t, w, dir)
 	w.dropRetired(time.Now().Add(retireAfter))
 	packs := packFiles(t, dir)
 	if len(packs) > maxPacks/2+1 {
@@ -507,6 +500,21 @@ func packFiles2(tb testing.TB, dir string) []string {
 	return ps
 }
 
+// consolidateNow merges the packs under dir (at least two must be
+// retired) and returns the objects they held before.
+func consolidateNow(t *testing.T, w *objWriter, dir string) map[plumbing.Hash]string {
+	t.Helper()
+	want := packObjects(t, dir)
+	w.packs = len(packFiles(t, dir))
+	if err := w.consolidate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.retired) < 2 {
+		t.Fatalf("%d packs retired", len(w.retired))
+	}
+	return want
+}
+
 // TestRetiredAfterStop: packs a consolidation replaced are removed by the
 // next Open's cleanup (their markers outlive the process that made them),
 // never the merged pack, and every object stays readable.
@@ -522,14 +530,7 @@ func TestRetiredAfterStop(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := packObjects(t, dir)
-	w.packs = len(packFiles(t, dir))
-	if err := w.consolidate(); err != nil {
-		t.Fatal(err)
-	}
-	if len(w.retired) < 2 {
-		t.Fatalf("%d packs retired", len(w.retired))
-	}
+	want := consolidateNow(t, w, dir)
 	live := len(packFiles(t, dir)) - len(w.retired)
 	// The process stops here (the retired packs' 30 s are not over).
 	if err := cleanPacks(dir, false); err != nil {

@@ -212,9 +212,13 @@ func fill(tb testing.TB, root string, from, upto, writers int) {
 		go func() { // ends when its share is written
 			defer wg.Done()
 			data := randBuf(4096)
+			last := ""
 			for i := from + w; i < upto; i += writers {
 				dir := filepath.Join(root, fmt.Sprintf("dir%03d", i/1000))
-				os.Mkdir(dir, 0o755)
+				if dir != last { // once per directory, as cp or tar do
+					os.Mkdir(dir, 0o755)
+					last = dir
+				}
 				data[0], data[1], data[2] = byte(i), byte(i>>8), byte(i>>16)
 				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%06d", i)), data, 0o644); err != nil {
 					errs <- err

@@ -104,9 +104,13 @@ func (w *objWriter) writeTree(h plumbing.Hash, data []byte, base plumbing.Hash, 
 			var hd [16]byte
 			w.buf.Write(appendEntryHeader(hd[:0], objRefDelta, len(d)))
 			w.buf.Write(base[:])
-			w.zw.Reset(&w.buf)
-			w.zw.Write(d)
-			if err := w.zw.Close(); err != nil {
+			zw := w.zw
+			if len(d) < smallObject {
+				zw = w.zwBig // a splice's delta is a few dozen bytes
+			}
+			zw.Reset(&w.buf)
+			zw.Write(d)
+			if err := zw.Close(); err != nil {
 				return fmt.Errorf("compress object %s: %w", h, err)
 			}
 			w.add(journalObj{id: h, file: bytes.Clone(w.buf.Bytes())})

@@ -54,7 +54,10 @@
 //
 // Durability takes at most one fdatasync per durable commit: the commit's
 // objects (as pack entries) and the new branch value are appended as one
-// record to ROOT/meta.git/delugefs.journal, a pre-filled file, the new
+// record to ROOT/meta.git/delugefs.journal, a pre-filled file (in memory
+// until the barrier on Linux, which then writes the new blocks with one
+// O_DIRECT|O_DSYNC pwrite instead of a buffered write and an fdatasync:
+// about 5% more small files a second), the new
 // Snapshot is published, and the batch's lock is released; then the
 // goroutine that ran the batch fdatasyncs the journal and answers the
 // callers whose records it covered. The barrier runs outside the lock

@@ -8,15 +8,22 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/delugefs/delugefs/bt"
 )
 
-// The journal makes a commit durable with one fdatasync of one
-// pre-allocated file instead of a syncfs or an fsync per object file.
+// The journal makes a commit durable with one barrier on one
+// pre-allocated file instead of a syncfs or an fsync per object file. On
+// Linux the barrier is one O_DIRECT|O_DSYNC write of the blocks that hold
+// the new records (kept in memory until then: see the direct mode fields
+// of journal); elsewhere, and on file systems that refuse O_DIRECT,
+// records are written through the page cache and the barrier is an
+// fdatasync.
 //
 // Each commit appends a record holding the new branch value and the pack
 // entries of every object the commit wrote, and fdatasyncs the journal;
@@ -70,8 +77,64 @@ type journal struct {
 	// current epoch.
 	written, durable atomic.Int64
 	epochBase        int64
-	// syncFile is datasync; tests replace it to hold or fail barriers.
-	syncFile func(*os.File) error
+	// beforeSync, when set (tests), runs at the start of every barrier;
+	// its error fails the barrier.
+	beforeSync func() error
+
+	// Direct mode (when the file system takes O_DIRECT): records are not
+	// written to the page cache but kept in tail, the bytes of the file
+	// from tailStart (a block boundary) to off, and a barrier writes them
+	// with one O_DIRECT|O_DSYNC pwrite of whole blocks (df): no page
+	// cache, no write-back, no separate fdatasync. The first block of
+	// tail may hold bytes already durable: it is written again with what
+	// follows (the same bytes, so a torn write of it keeps them). tailGen
+	// changes with each epoch, so that a barrier that ran across one does
+	// not trim the new tail. tail, tailStart and tailGen are guarded by
+	// tailMu; scratch (aligned) is used by one barrier at a time (the
+	// repo's syncMu).
+	df        *os.File
+	tailMu    sync.Mutex
+	tail      []byte
+	tailStart int64
+	tailGen   uint64
+	scratch   []byte
+}
+
+// directBlock is the alignment of direct writes.
+const directBlock = 4096
+
+func alignDown(n int64) int64 { return n &^ (directBlock - 1) }
+func alignUp(n int64) int64   { return alignDown(n + directBlock - 1) }
+
+// aligned returns a zeroed buffer of n bytes whose start is aligned to
+// directBlock.
+func aligned(n int) []byte {
+	b := make([]byte, n+directBlock)
+	off := int(uintptr(unsafe.Pointer(&b[0])) & (directBlock - 1))
+	if off != 0 {
+		off = directBlock - off
+	}
+	return b[off : off+n : off+n]
+}
+
+// loadTail fills tail with the bytes of the block that holds off, up to
+// off (read back from the file), after Open's replay or an epoch.
+func (j *journal) loadTail() error {
+	if j.df == nil {
+		return nil
+	}
+	j.tailMu.Lock()
+	defer j.tailMu.Unlock()
+	j.tailStart = alignDown(j.off)
+	j.tail = j.tail[:0]
+	if n := int(j.off - j.tailStart); n > 0 {
+		j.tail = append(j.tail, make([]byte, n)...)
+		if _, err := j.f.ReadAt(j.tail, j.tailStart); err != nil {
+			return fmt.Errorf("read journal: %w", err)
+		}
+	}
+	j.tailGen++
+	return nil
 }
 
 // unsynced reports whether records wait for their fdatasync.
@@ -116,7 +179,7 @@ func openJournal(gitDir string, size int64) (*journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
-	j := &journal{f: f, size: size, off: journalHeader, syncFile: datasync}
+	j := &journal{f: f, size: size, off: journalHeader}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
@@ -153,7 +216,23 @@ func openJournal(gitDir string, size int64) (*journal, error) {
 		crc32.Checksum(h[:16], crcTable) == binary.LittleEndian.Uint32(h[16:20]) {
 		j.epoch = binary.LittleEndian.Uint64(h[8:16])
 	}
+	if j.size%directBlock == 0 {
+		j.df = openDirect(p) // nil where the file system refuses O_DIRECT
+	}
+	if err := j.loadTail(); err != nil {
+		j.close()
+		return nil, err
+	}
 	return j, nil
+}
+
+// close closes the journal's files.
+func (j *journal) close() error {
+	var err error
+	if j.df != nil {
+		err = j.df.Close()
+	}
+	return errors.Join(err, j.f.Close())
 }
 
 // journalRecord is one replayed record.
@@ -213,6 +292,9 @@ func (j *journal) records() ([]journalRecord, error) {
 	}
 	j.off = off
 	j.epochBase = j.written.Load() - (off - journalHeader)
+	if err := j.loadTail(); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -318,7 +400,11 @@ func (j *journal) fits(n int) bool { return j.off+int64(n) <= j.size }
 // lazy commit): the next sync does. It returns the log sequence number a
 // sync must reach for rec to be durable.
 func (j *journal) write(rec []byte) (int64, error) {
-	if _, err := j.f.WriteAt(rec, j.off); err != nil {
+	j.tailMu.Lock()
+	defer j.tailMu.Unlock()
+	if j.df != nil {
+		j.tail = append(j.tail, rec...)
+	} else if _, err := j.f.WriteAt(rec, j.off); err != nil {
 		return 0, fmt.Errorf("append to journal: %w", err)
 	}
 	j.off += int64(len(rec))
@@ -329,13 +415,44 @@ func (j *journal) write(rec []byte) (int64, error) {
 // run while another goroutine writes records (those may or may not be
 // covered).
 func (j *journal) sync() error {
-	lsn := j.written.Load()
-	if lsn <= j.durable.Load() {
+	if j.written.Load() <= j.durable.Load() {
 		return nil
 	}
-	if err := j.syncFile(j.f); err != nil {
+	if j.beforeSync != nil {
+		if err := j.beforeSync(); err != nil {
+			return fmt.Errorf("sync journal: %w", err)
+		}
+	}
+	j.tailMu.Lock()
+	lsn := j.written.Load()
+	if j.df == nil {
+		j.tailMu.Unlock()
+		if err := datasync(j.f); err != nil {
+			return fmt.Errorf("sync journal: %w", err)
+		}
+		j.markDurable(lsn)
+		return nil
+	}
+	gen, start, n := j.tailGen, j.tailStart, len(j.tail)
+	size := int(alignUp(int64(n)))
+	if len(j.scratch) < size {
+		j.scratch = aligned(max(size, 2*len(j.scratch), 64<<10))
+	}
+	buf := j.scratch[:size]
+	copy(buf, j.tail)
+	clear(buf[n:])
+	j.tailMu.Unlock()
+	if _, err := j.df.WriteAt(buf, start); err != nil {
 		return fmt.Errorf("sync journal: %w", err)
 	}
+	j.tailMu.Lock()
+	if j.tailGen == gen {
+		// Keep the last, partial block: the next barrier writes it again.
+		drop := int(alignDown(start+int64(n)) - start)
+		j.tail = append(j.tail[:0], j.tail[drop:]...)
+		j.tailStart += int64(drop)
+	}
+	j.tailMu.Unlock()
 	j.markDurable(lsn)
 	return nil
 }
@@ -347,17 +464,28 @@ func (j *journal) newEpoch() error {
 	copy(h[:8], journalMagic)
 	binary.LittleEndian.PutUint64(h[8:16], j.epoch+1)
 	binary.LittleEndian.PutUint32(h[16:20], crc32.Checksum(h[:16], crcTable))
-	if _, err := j.f.WriteAt(h[:], 0); err != nil {
-		return fmt.Errorf("write journal header: %w", err)
-	}
-	if err := datasync(j.f); err != nil {
-		return fmt.Errorf("sync journal header: %w", err)
+	if j.df != nil {
+		b := aligned(journalHeader)
+		copy(b, h[:])
+		if _, err := j.df.WriteAt(b, 0); err != nil {
+			return fmt.Errorf("write journal header: %w", err)
+		}
+	} else {
+		if _, err := j.f.WriteAt(h[:], 0); err != nil {
+			return fmt.Errorf("write journal header: %w", err)
+		}
+		if err := datasync(j.f); err != nil {
+			return fmt.Errorf("sync journal header: %w", err)
+		}
 	}
 	j.epoch++
+	j.tailMu.Lock()
 	j.off = journalHeader
-	// Called after a barrier that made everything written durable.
+	// Called after a barrier that made everything written durable (the
+	// records still in tail hold objects that are in packs now).
 	lsn := j.written.Load()
+	j.tailMu.Unlock()
 	j.markDurable(lsn)
 	j.epochBase = lsn
-	return nil
+	return j.loadTail()
 }

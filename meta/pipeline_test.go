@@ -3,7 +3,6 @@ package meta
 import (
 	"context"
 	"errors"
-	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -36,12 +35,12 @@ func TestPipelinedBarrier(t *testing.T) {
 		release = make(chan struct{})
 	)
 	r.syncMu.Lock()
-	r.j.syncFile = func(f *os.File) error {
+	r.j.beforeSync = func() error {
 		mu.Lock()
 		started++
 		mu.Unlock()
 		<-release
-		return datasync(f)
+		return nil
 	}
 	r.syncMu.Unlock()
 	update := func(lazy bool, p string, seed byte) <-chan error {
@@ -78,9 +77,10 @@ func TestPipelinedBarrier(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := barriers(); n != 2 {
-		// c's record was written after a's barrier began: one more.
-		t.Errorf("%d barriers, want 2", n)
+	if n := barriers(); n > 2 {
+		// c's record was written while a's barrier was held: that
+		// barrier takes it, or one more does.
+		t.Errorf("%d barriers for two durable updates", n)
 	}
 	if r.j.unsynced() {
 		t.Errorf("records left unsynced")
@@ -98,14 +98,14 @@ func TestBarrierFailure(t *testing.T) {
 	serve(t, r)
 	put(t, r, "ok", 1)
 	r.syncMu.Lock()
-	r.j.syncFile = func(*os.File) error { return syscall.EIO }
+	r.j.beforeSync = func() error { return syscall.EIO }
 	r.syncMu.Unlock()
 	err = r.Update(context.Background(), "write x", func(tx *Tx) error { return tx.Put("x", fileEntry(2)) })
 	if !errors.Is(err, syscall.EIO) {
 		t.Fatalf("update over a failed barrier: %v", err)
 	}
 	r.syncMu.Lock()
-	r.j.syncFile = datasync // the disk is back: the node still refuses
+	r.j.beforeSync = nil // the disk is back: the node still refuses
 	r.syncMu.Unlock()
 	for _, lazy := range []bool{false, true} {
 		u := r.Update

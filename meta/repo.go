@@ -602,7 +602,7 @@ func (r *Repo) closeFiles() error {
 		r.packs.close()
 	}
 	if r.j != nil {
-		errs = append(errs, r.j.f.Close())
+		errs = append(errs, r.j.close())
 	}
 	return errors.Join(errs...)
 }

@@ -50,3 +50,13 @@ func syncDir(dir string) error {
 // syncfsCoversBlobs: a checkpoint's syncfs(2) makes every file on the
 // repository's file system durable, blob files written without fsync too.
 const syncfsCoversBlobs = true
+
+// openDirect opens the journal at p for direct, synchronous writes
+// (O_DIRECT|O_DSYNC), or returns nil when the file system refuses them.
+func openDirect(p string) *os.File {
+	fd, err := unix.Open(p, unix.O_RDWR|unix.O_DIRECT|unix.O_DSYNC|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	return os.NewFile(uintptr(fd), p)
+}

@@ -50,3 +50,6 @@ func syncDir(dir string) error { return fsyncPath(dir) }
 // syncfsCoversBlobs: a checkpoint fsyncs only the repository's own files,
 // so blobs cannot rely on it (Tx.AttachBlob is off).
 const syncfsCoversBlobs = false
+
+// openDirect returns nil: direct journal writes are used on Linux only.
+func openDirect(p string) *os.File { return nil }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -442,7 +443,9 @@ func (j *journal) sync() error {
 	copy(buf, j.tail)
 	clear(buf[n:])
 	j.tailMu.Unlock()
-	if _, err := j.df.WriteAt(buf, start); err != nil {
+	if _, err := j.df.WriteAt(buf, start); errors.Is(err, syscall.EINVAL) {
+		return j.leaveDirect(lsn)
+	} else if err != nil {
 		return fmt.Errorf("sync journal: %w", err)
 	}
 	j.tailMu.Lock()
@@ -457,6 +460,25 @@ func (j *journal) sync() error {
 	return nil
 }
 
+// leaveDirect switches to buffered writes when a direct write is refused
+// (a file system that opens with O_DIRECT but wants another alignment):
+// the records kept in memory are written through the page cache and
+// synced, and from then on records are written when they are made.
+func (j *journal) leaveDirect(lsn int64) error {
+	j.tailMu.Lock()
+	defer j.tailMu.Unlock()
+	if _, err := j.f.WriteAt(j.tail, j.tailStart); err != nil {
+		return fmt.Errorf("sync journal: %w", err)
+	}
+	j.df.Close()
+	j.df, j.tail = nil, nil
+	if err := datasync(j.f); err != nil {
+		return fmt.Errorf("sync journal: %w", err)
+	}
+	j.markDurable(lsn)
+	return nil
+}
+
 // newEpoch kills every record: call it only once what they hold is durable
 // by other means.
 func (j *journal) newEpoch() error {
@@ -464,7 +486,10 @@ func (j *journal) newEpoch() error {
 	copy(h[:8], journalMagic)
 	binary.LittleEndian.PutUint64(h[8:16], j.epoch+1)
 	binary.LittleEndian.PutUint32(h[16:20], crc32.Checksum(h[:16], crcTable))
-	if j.df != nil {
+	j.tailMu.Lock()
+	direct := j.df != nil
+	j.tailMu.Unlock()
+	if direct {
 		b := aligned(journalHeader)
 		copy(b, h[:])
 		if _, err := j.df.WriteAt(b, 0); err != nil {

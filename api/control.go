@@ -156,6 +156,9 @@ type NodeStatus struct {
 	// empty when it listens on every address): peers given by hand learn
 	// where to fetch blobs from it.
 	BT string `json:"bt,omitempty"`
+	// Error says why the node refuses changes (its namespace journal's
+	// barrier failed: the disk is failing; restart the node).
+	Error string `json:"error,omitempty"`
 }
 
 // PeerStatus is a remote node as this process sees it.

@@ -304,7 +304,7 @@ func TestStatusText(t *testing.T) {
 	now := time.Unix(1_700_000_100, 0).UTC()
 	rep := &api.StatusReport{Time: now, Volumes: []api.VolumeStatus{{
 		Volume: "bigstore", Head: strings.Repeat("ab", 20), Files: 2, Bytes: 3 << 30,
-		Nodes:  []api.NodeStatus{{ID: "n1", Root: "/mnt/d1", Blobs: 2, Free: 1 << 40, Total: 4 << 40}},
+		Nodes:  []api.NodeStatus{{ID: "n1", Root: "/mnt/d1", Blobs: 2, Free: 1 << 40, Total: 4 << 40}, {ID: "n2", Root: "/mnt/d2", Error: "meta: sync journal: input/output error"}},
 		Peers:  []api.PeerStatus{{Node: "p1", Addr: "10.0.0.2:7450", Alive: true, LastSeen: now.Add(-3 * time.Second), Free: 1536, Total: 2048}},
 		Swarm:  []api.SwarmStatus{{InfoHash: strings.Repeat("cd", 20), Path: "film.mkv", Progress: 0.25, Peers: 3, Down: 1 << 20}},
 		Copies: []api.FileCopies{{Path: "film.mkv", Size: 3 << 30, Copies: 1, Holders: []string{"n1"}}},
@@ -313,7 +313,8 @@ func TestStatusText(t *testing.T) {
 	if err := rep.WriteText(&b); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"volume bigstore", "abababababab", "3.0 GiB", "/mnt/d1", "1.0 TiB", "alive", "1.5 KiB", "3s ago", "film.mkv", "25.0%", "1.0 MiB/s", "error: api: not implemented"} {
+	for _, want := range []string{"volume bigstore", "abababababab", "3.0 GiB", "/mnt/d1", "1.0 TiB", "alive", "1.5 KiB", "3s ago", "film.mkv", "25.0%", "1.0 MiB/s", "error: api: not implemented",
+		"node n2 refuses changes: meta: sync journal: input/output error"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("text lacks %q:\n%s", want, b.String())
 		}

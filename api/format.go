@@ -32,6 +32,11 @@ func (rep *StatusReport) WriteText(w io.Writer) error {
 			for _, n := range v.Nodes {
 				fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\t%s\n", n.ID, orDash(n.Root), n.Blobs, Bytes(n.Free), Bytes(n.Total))
 			}
+			for _, n := range v.Nodes {
+				if n.Error != "" {
+					fmt.Fprintf(tw, "  node %s refuses changes: %s\n", n.ID, n.Error)
+				}
+			}
 		}
 		if len(v.Peers) > 0 {
 			fmt.Fprintf(tw, "  PEER\tADDRESS\tSTATE\tFREE\tTOTAL\tLAST SEEN\n")

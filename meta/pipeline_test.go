@@ -100,9 +100,15 @@ func TestBarrierFailure(t *testing.T) {
 	r.syncMu.Lock()
 	r.j.beforeSync = func() error { return syscall.EIO }
 	r.syncMu.Unlock()
+	if r.Err() != nil {
+		t.Fatalf("Err before any failure: %v", r.Err())
+	}
 	err = r.Update(context.Background(), "write x", func(tx *Tx) error { return tx.Put("x", fileEntry(2)) })
 	if !errors.Is(err, syscall.EIO) {
 		t.Fatalf("update over a failed barrier: %v", err)
+	}
+	if !errors.Is(r.Err(), syscall.EIO) {
+		t.Errorf("Err after a failed barrier: %v", r.Err())
 	}
 	r.syncMu.Lock()
 	r.j.beforeSync = nil // the disk is back: the node still refuses

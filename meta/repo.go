@@ -332,6 +332,16 @@ func (r *Repo) load() error {
 }
 
 // Problems returns what Open found wrong in the repository, with paths.
+// Err returns the error that made the repository refuse updates (a
+// failed journal barrier: see the package doc), or nil while it takes
+// them.
+func (r *Repo) Err() error {
+	if perr := r.fatal.Load(); perr != nil {
+		return *perr
+	}
+	return nil
+}
+
 func (r *Repo) Problems() []Problem {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -440,10 +440,14 @@ func (v *Volume) Status(ctx context.Context) (*api.VolumeStatus, error) {
 	for i, n := range v.Nodes {
 		total, free, _ := n.Store.Space()
 		h := n.Repo.Head()
-		st.Nodes = append(st.Nodes, api.NodeStatus{
+		ns := api.NodeStatus{
 			ID: n.Config.NodeID, Root: n.Root, Head: hexOrEmpty(h.String(), h.IsZero()),
 			Blobs: blobs[i], Total: total, Free: free, BT: ":" + strconv.Itoa(v.btPort),
-		})
+		}
+		if err := n.Repo.Err(); err != nil {
+			ns.Error = err.Error()
+		}
+		st.Nodes = append(st.Nodes, ns)
 		for _, sw := range n.Swarms.Active() {
 			pctx, cancel := context.WithTimeout(ctx, time.Second)
 			pr, err := sw.Progress(pctx)

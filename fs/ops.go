@@ -1,6 +1,7 @@
 package fs
 
 import (
+	"os"
 	"strings"
 
 	"github.com/winfsp/cgofuse/fuse"
@@ -674,6 +675,28 @@ func (f *FS) Release(path string, fh uint64) int {
 
 // Destroy is called by libfuse after unmount.
 func (f *FS) Destroy() {}
+
+// Init, called by libfuse when the kernel connects, gives a root nobody
+// has set up (a new namespace's implicit root: uid 0, gid 0, mtime 0) to
+// the user who mounts, with the time of the mount: a user's own mount is
+// then writable by them (the kernel checks the root's mode bits), and ls
+// shows a date instead of 1970. Nodes that join a volume clone its root
+// as it is.
+func (f *FS) Init() {
+	implicit := func(e *meta.Entry) bool { return e.UID == 0 && e.GID == 0 && e.Mtime == 0 }
+	if e, ok := f.repo.Snapshot().Get(""); !ok || !implicit(e) {
+		return
+	}
+	uid, gid := uint32(max(os.Getuid(), 0)), uint32(max(os.Getgid(), 0))
+	if f.modify("adopt", "", func(e *meta.Entry) error {
+		if implicit(e) {
+			e.UID, e.GID, e.Mtime = uid, gid, now()
+		}
+		return nil
+	}) != 0 {
+		f.log.Warn("fs: could not give the root to the mounting user")
+	}
+}
 
 var _ fuse.FileSystemInterface = (*FS)(nil)
 var _ fuse.FileSystemRename3 = (*FS)(nil)

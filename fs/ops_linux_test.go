@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -283,5 +284,22 @@ func TestPersistence(t *testing.T) {
 	}
 	if fi, _ := os.Stat(at(n2, "a/b/big")); fi.Mode().Perm() != 0o600 {
 		t.Fatalf("file mode: %v", fi.Mode())
+	}
+}
+
+// TestRootAttrs: the root of a fresh volume (no entry of its own) is a
+// directory of the mounting user with the mount's time, not 1970.
+func TestRootAttrs(t *testing.T) {
+	before := time.Now().Add(-time.Second)
+	n := start(t)
+	st, err := os.Stat(n.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.IsDir() || st.ModTime().Before(before) || st.ModTime().After(time.Now().Add(time.Second)) {
+		t.Errorf("root: dir %v, mtime %v (mounted after %v)", st.IsDir(), st.ModTime(), before)
+	}
+	if sys := st.Sys().(*syscall.Stat_t); int(sys.Uid) != os.Getuid() {
+		t.Errorf("root owned by uid %d, want %d", sys.Uid, os.Getuid())
 	}
 }

@@ -68,6 +68,7 @@ func run(ctx context.Context, cfg *config, stdout io.Writer, log *slog.Logger) e
 	if mountDir != "" {
 		fsys := fs.New(n.Repo, n.Store, fs.Options{Logger: log, Remote: n.Swarms, Cluster: v, RemoteTimeout: cfg.readWait + 20*time.Second})
 		mo := fs.MountConfig(fs.MountOptions{AllowOther: cfg.allowOther, Debug: cfg.debugFUSE})
+		mo.Logger = log
 		mo.Name = "delugefs:" + cfg.id
 		mp, err = mount.Mount(mountDir, fsys, mo)
 		if err != nil {
@@ -85,6 +86,13 @@ func run(ctx context.Context, cfg *config, stdout io.Writer, log *slog.Logger) e
 	select {
 	case <-ctx.Done():
 		log.Info("stopping", "cause", context.Cause(ctx))
+		// cgofuse unmounts on SIGINT and SIGTERM too: let it finish
+		// rather than race it (libfuse's own fusermount would then print
+		// "failed to unmount" over our lazy unmount).
+		select {
+		case <-unmounted:
+		case <-time.After(2 * time.Second):
+		}
 	case <-v.Done():
 		runErr = v.Err()
 		if runErr == nil {

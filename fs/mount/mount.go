@@ -3,6 +3,7 @@ package mount
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -55,6 +56,9 @@ type Options struct {
 	// Timeout bounds how long Mount waits for the kernel and Unmount for
 	// the FUSE loop to end (default 10s).
 	Timeout time.Duration
+	// Logger receives the warnings of a mount that works with less than
+	// was asked (slog.Default() when nil).
+	Logger *slog.Logger
 }
 
 // Point is a mounted file system (a live mount point). Its methods are safe for concurrent use.
@@ -159,8 +163,13 @@ func Mount(dir string, fsys fuse.FileSystemInterface, o Options) (*Point, error)
 	}
 	if o.ReadAheadKB > 0 {
 		if err := setReadAhead(m.dev, o.ReadAheadKB); err != nil {
-			m.Unmount()
-			return nil, fmt.Errorf("mount %s: set read-ahead: %w", dir, err)
+			// Only root may write /sys: a user's mount keeps the
+			// kernel's 128 KiB read-ahead (slower sequential reads).
+			log := o.Logger
+			if log == nil {
+				log = slog.Default()
+			}
+			log.Warn("mount: the kernel's read-ahead stays at its default", "dir", dir, "want_kb", o.ReadAheadKB, "err", err)
 		}
 	}
 	return m, nil

@@ -7,15 +7,16 @@ import (
 	"net"
 	"sync"
 	"testing"
-	"time"
+
+	xrate "golang.org/x/time/rate"
 
 	"github.com/delugefs/delugefs/bt"
 	"github.com/delugefs/delugefs/bt/wire"
 )
 
 // throttledDial dials like net.Dialer and limits what each connection
-// reads to rate bytes per second, so a test can act in the middle of a
-// transfer on loopback.
+// reads to rate bytes per second (a token bucket of one 16 KiB read), so
+// a test can act in the middle of a transfer on loopback.
 func throttledDial(rate int) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var d net.Dialer
@@ -23,24 +24,21 @@ func throttledDial(rate int) func(ctx context.Context, network, addr string) (ne
 		if err != nil {
 			return nil, err
 		}
-		return &throttled{Conn: nc, rate: rate, start: time.Now()}, nil
+		return &throttled{Conn: nc, lim: xrate.NewLimiter(xrate.Limit(rate), throttleBurst)}, nil
 	}
 }
 
+const throttleBurst = 16 << 10
+
 type throttled struct {
 	net.Conn
-	rate  int
-	start time.Time
-	n     int64 // bytes read; only the read loop reads
+	lim *xrate.Limiter
 }
 
 func (t *throttled) Read(p []byte) (int, error) {
-	p = p[:min(len(p), 16<<10)]
-	n, err := t.Conn.Read(p)
-	t.n += int64(n)
-	due := t.start.Add(time.Duration(float64(t.n) / float64(t.rate) * float64(time.Second)))
-	if d := time.Until(due); d > 0 {
-		time.Sleep(d) // rate limiting, not waiting for a condition
+	n, err := t.Conn.Read(p[:min(len(p), throttleBurst)])
+	if n > 0 {
+		t.lim.WaitN(context.Background(), n) // n <= the burst: never fails
 	}
 	return n, err
 }

@@ -32,21 +32,7 @@ func checkDesc(t *testing.T, n *node, path string) uint32 {
 // tree and with Len.
 func TestDescCounts(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "meta.git")
-	r, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Serve(ctx); close(done) }()
-	stopped := false
-	defer func() {
-		if !stopped {
-			cancel()
-			<-done
-			r.Close()
-		}
-	}()
+	r, stop := openServed(t, dir, Options{})
 	rnd := rand.New(rand.NewPCG(1, 2))
 	names := []string{"a", "b", "c"}
 	for i := range 300 {
@@ -82,10 +68,7 @@ func TestDescCounts(t *testing.T) {
 	if r.Snapshot().Len() < 5 {
 		t.Errorf("only %d entries: the test did little", r.Snapshot().Len())
 	}
-	cancel()
-	<-done
-	r.Close()
-	stopped = true
+	stop()
 	r2, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)

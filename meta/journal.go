@@ -141,11 +141,6 @@ func (j *journal) loadTail() error {
 // unsynced reports whether records wait for their fdatasync.
 func (j *journal) unsynced() bool { return j.written.Load() > j.durable.Load() }
 
-// synced returns the offset in the file up to which records are durable.
-func (j *journal) synced() int64 {
-	return journalHeader + max(0, j.durable.Load()-j.epochBase)
-}
-
 // markDurable records that every byte written up to lsn is durable.
 func (j *journal) markDurable(lsn int64) {
 	for {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/delugefs/delugefs/bt"
@@ -21,6 +22,23 @@ func serve(t *testing.T, r *Repo) (stop func()) {
 	stop = func() { cancel(); <-done }
 	t.Cleanup(stop)
 	return stop
+}
+
+// openServed opens the repository at dir and runs its actor; stop (run
+// too when the test ends) stops the actor and closes the repository, once,
+// and returns Close's error.
+func openServed(t *testing.T, dir string, opts Options) (*Repo, func() error) {
+	t.Helper()
+	r, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Serve(ctx); close(done) }() // ends when stop cancels ctx
+	stop := sync.OnceValue(func() error { cancel(); <-done; return r.Close() })
+	t.Cleanup(func() { stop() })
+	return r, stop
 }
 
 func put(t *testing.T, r *Repo, p string, seed byte) {

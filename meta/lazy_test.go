@@ -17,6 +17,12 @@ import (
 	"github.com/delugefs/delugefs/piece"
 )
 
+// syncedOff returns the offset in j's file up to which records are
+// durable.
+func syncedOff(j *journal) int64 {
+	return journalHeader + max(0, j.durable.Load()-j.epochBase)
+}
+
 // powerCut copies the node root of r (meta.git and the blob store) as a
 // power cut at this moment would leave it: journal bytes written after the
 // last fdatasync are lost (zeroed), and so are the blob files named in
@@ -31,12 +37,12 @@ func powerCut(t *testing.T, r *Repo, root string, torn []bt.InfoHash) string {
 	if out, err := exec.Command("cp", "-a", root, dst).CombinedOutput(); err != nil {
 		t.Fatalf("copy root: %v\n%s", err, out)
 	}
-	if lost := r.j.off - r.j.synced(); lost > 0 {
+	if lost := r.j.off - syncedOff(r.j); lost > 0 {
 		f, err := os.OpenFile(filepath.Join(dst, "meta.git", journalName), os.O_RDWR, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.WriteAt(make([]byte, lost), r.j.synced()); err != nil {
+		if _, err := f.WriteAt(make([]byte, lost), syncedOff(r.j)); err != nil {
 			t.Fatal(err)
 		}
 		f.Close()

@@ -2,6 +2,7 @@ package meta
 
 import (
 	"bufio"
+	"cmp"
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
@@ -179,15 +180,7 @@ func openPackIn(base string, w *window) (*packIn, error) {
 		f.Close()
 		return nil, bad
 	}
-	slices.SortFunc(objs, func(a, b packObj) int {
-		switch {
-		case a.off < b.off:
-			return -1
-		case a.off > b.off:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(objs, func(a, b packObj) int { return cmp.Compare(a.off, b.off) })
 	end := uint64(st.Size() - 20)
 	in.ends = make([]uint64, len(objs))
 	for i, o := range objs {

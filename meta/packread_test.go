@@ -65,13 +65,7 @@ func checkAllObjects(t *testing.T, dir string, gen uint64) int {
 // deltas) and of packs git gc rewrote (offset deltas), and loose objects.
 func TestPackSetRead(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "meta.git")
-	r, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Serve(ctx); close(done) }()
+	r, stop := openServed(t, dir, Options{})
 	for i := range 40 {
 		err := r.Update(context.Background(), "fill", func(tx *Tx) error {
 			if i == 0 {
@@ -94,9 +88,7 @@ func TestPackSetRead(t *testing.T) {
 	if err := r.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	<-done
-	r.Close()
+	stop()
 	n := checkAllObjects(t, dir, 1)
 	gitCmd(t, dir, "", "repack", "-a", "-d", "-f", "-q", "--window=20", "--depth=50")
 	idx, _ := filepath.Glob(filepath.Join(dir, "objects", "pack", "*.idx"))

@@ -66,21 +66,7 @@ func testSplice(t *testing.T, min int) {
 	spliceMinEntries = min
 	defer func() { spliceMinEntries = old }()
 	dir := filepath.Join(t.TempDir(), "meta.git")
-	r, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Serve(ctx); close(done) }()
-	stopped := false
-	defer func() {
-		if !stopped {
-			cancel()
-			<-done
-			r.Close()
-		}
-	}()
+	r, stop := openServed(t, dir, Options{})
 	names := []string{"a", "a.b", "a-", "a0", "a.b.c", "b", ".git", "..git", ".delugefs", ".DelugeFS", "..delugefs", "x.git", ".GIT"}
 	// A large directory, so that trees go past writeTree's delta size.
 	if err := r.Update(context.Background(), "fill", func(tx *Tx) error {
@@ -178,12 +164,9 @@ func testSplice(t *testing.T, min int) {
 	if n := splices.Load() - before; n < 200 {
 		t.Errorf("only %d trees spliced", n)
 	}
-	cancel()
-	<-done
-	if err := r.Close(); err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	stopped = true
 	packs, err := packNames(dir)
 	if err != nil {
 		t.Fatal(err)

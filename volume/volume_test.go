@@ -62,8 +62,8 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	testwait.For(t, d, what, cond)
 }
 
-// putFile seals data into n's store and commits it at path.
-func putFile(t *testing.T, n *node.Node, path string, data []byte) *bt.Info {
+// sealData makes data a blob of n's store.
+func sealData(t *testing.T, n *node.Node, data []byte) *bt.Info {
 	t.Helper()
 	f, err := n.Store.TempFile()
 	if err != nil {
@@ -75,7 +75,14 @@ func putFile(t *testing.T, n *node.Node, path string, data []byte) *bt.Info {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = n.Repo.Update(t.Context(), "write "+path, func(tx *meta.Tx) error {
+	return info
+}
+
+// putFile seals data into n's store and commits it at path.
+func putFile(t *testing.T, n *node.Node, path string, data []byte) *bt.Info {
+	t.Helper()
+	info := sealData(t, n, data)
+	err := n.Repo.Update(t.Context(), "write "+path, func(tx *meta.Tx) error {
 		return tx.Put(path, &meta.Entry{Kind: meta.KindFile, Mode: 0o644, Mtime: time.Now().UnixNano(), Info: info})
 	})
 	if err != nil {
@@ -230,17 +237,8 @@ func TestCrossDiskReadsConcurrently(t *testing.T) {
 	}
 	seal := func(n *node.Node, i int) blob {
 		data := []byte(fmt.Sprintf("blob %d held by %s only", i, n.Config.NodeID))
-		f, err := n.Store.TempFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		f.Write(data)
-		f.Close()
-		info, err := n.Store.Seal(f.Name(), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = v.Nodes[0].Repo.Update(t.Context(), "name it", func(tx *meta.Tx) error {
+		info := sealData(t, n, data)
+		err := v.Nodes[0].Repo.Update(t.Context(), "name it", func(tx *meta.Tx) error {
 			return tx.Put(fmt.Sprintf("b%d-%s", i, n.Config.NodeID), &meta.Entry{Kind: meta.KindFile, Mode: 0o644, Info: info})
 		})
 		if err != nil {

@@ -37,14 +37,7 @@ func TestDescCounts(t *testing.T) {
 	names := []string{"a", "b", "c"}
 	for i := range 300 {
 		r.Update(context.Background(), "op", func(tx *Tx) error {
-			var dirs []string
-			(&Snapshot{root: tx.root}).Walk(func(p string, e *Entry) bool {
-				if e.Kind == KindDir {
-					dirs = append(dirs, p)
-				}
-				return true
-			})
-			dirs = append(dirs, "")
+			dirs := txDirs(tx)
 			p := join(dirs[rnd.IntN(len(dirs))], names[rnd.IntN(len(names))])
 			q := join(dirs[rnd.IntN(len(dirs))], names[rnd.IntN(len(names))])
 			switch rnd.IntN(5) {

@@ -90,14 +90,7 @@ func testSplice(t *testing.T, min int) {
 		return bt.NewInfo(1, 1<<18, p)
 	}
 	op := func(tx *Tx, i int) {
-		var dirs []string
-		(&Snapshot{root: tx.root}).Walk(func(p string, e *Entry) bool {
-			if e.Kind == KindDir {
-				dirs = append(dirs, p)
-			}
-			return true
-		})
-		dirs = append(dirs, "")
+		dirs := txDirs(tx)
 		pick := func() string {
 			return join(dirs[rnd.IntN(len(dirs))], names[rnd.IntN(len(names))])
 		}
@@ -222,4 +215,16 @@ func testSplice(t *testing.T, min int) {
 	if got != len(want) {
 		t.Errorf("after reopen %d directories, was %d", got, len(want))
 	}
+}
+
+// txDirs lists the directories of tx's tree, the root ("") last.
+func txDirs(tx *Tx) []string {
+	var dirs []string
+	(&Snapshot{root: tx.root}).Walk(func(p string, e *Entry) bool {
+		if e.Kind == KindDir {
+			dirs = append(dirs, p)
+		}
+		return true
+	})
+	return append(dirs, "")
 }

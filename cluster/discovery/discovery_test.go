@@ -249,7 +249,14 @@ func childDiscovery(args []string) int {
 	enc := json.NewEncoder(os.Stdout)
 	for {
 		select {
-		case ev := <-events:
+		case ev, ok := <-events:
+			if !ok {
+				// Closed when ctx ends: Serve's return follows. (Reading
+				// it on wrote zero events until stdout's pipe was full and
+				// the child hung instead of exiting.)
+				events = nil
+				continue
+			}
 			if err := enc.Encode(ev); err != nil {
 				return 1
 			}

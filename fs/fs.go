@@ -229,7 +229,7 @@ func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
 func (f *FS) update(msg string, fn func(tx *meta.Tx) error) error {
 	ctx, cancel := f.ctx()
 	defer cancel()
-	return f.repo.Update(ctx, msg, fn)
+	return f.repo.UpdateLogged(ctx, msg, fn)
 }
 
 // errno maps an error to cgofuse's negative errno, logging the unexpected.

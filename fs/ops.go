@@ -468,7 +468,7 @@ func (f *FS) createEntry(p string, mode uint32, excl, lazy bool) (*meta.Entry, b
 	uid, gid := owner()
 	var got *meta.Entry
 	made := false
-	update := f.repo.Update
+	update := f.repo.UpdateLogged
 	if lazy {
 		update = f.repo.UpdateLazy
 	}

@@ -232,7 +232,7 @@ func rssMB() float64 {
 // create, then the write with the blob sealed and fsynced by the store,
 // which this leaves out). It reports barriers per file.
 func BenchmarkSmallFileClose(b *testing.B) {
-	for _, mode := range []string{"durable-create", "lazy-create+attach"} {
+	for _, mode := range []string{"durable-create", "lazy-create+attach", "lazy-create+attach+logged"} {
 		b.Run(mode, func(b *testing.B) {
 			root := b.TempDir()
 			st, err := piece.OpenStore(root)
@@ -262,7 +262,11 @@ func BenchmarkSmallFileClose(b *testing.B) {
 				hs := piece.NewHasher(piece.Length(int64(len(data))))
 				hs.Write(data)
 				info := hs.Info()
-				if err := s.Update(ctx, "write "+p, func(tx *meta.Tx) error {
+				write := s.Update
+				if mode == "lazy-create+attach+logged" {
+					write = s.UpdateLogged
+				}
+				if err := write(ctx, "write "+p, func(tx *meta.Tx) error {
 					if mode != "durable-create" {
 						if err := tx.AttachBlob(info, data); err != nil {
 							return err

@@ -23,7 +23,8 @@ const crashBlobEnv = "DELUGEFS_META_CRASH_BLOB_CHILD"
 // crashBlobChild writes small files as fs does until it is killed: 4
 // writers each seal random bytes with SealSmall (no fsync), create the
 // file with a lazy update, then commit its manifest with the blob
-// attached, printing each acknowledged step.
+// attached (two writers with Update, two with UpdateLogged), printing each
+// acknowledged step.
 func crashBlobChild(root, round string) {
 	st, err := piece.OpenStore(root)
 	if err != nil {
@@ -81,7 +82,11 @@ func crashBlobChild(root, round string) {
 				if err != nil {
 					fail("seal", err)
 				}
-				if err := r.Update(ctx, "write "+p, func(tx *meta.Tx) error {
+				write := r.Update
+				if g%2 == 1 { // half the writers as fs does: an operations record, no commit
+					write = r.UpdateLogged
+				}
+				if err := write(ctx, "write "+p, func(tx *meta.Tx) error {
 					if err := tx.AttachBlob(info, got); err != nil {
 						return err
 					}

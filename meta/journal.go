@@ -163,7 +163,10 @@ const (
 	// others are read for replay after an upgrade).
 	recordMagicPack      = 0x444a5233
 	recordMagicPackBlobs = 0x444a5234
-	recordHead           = 4 + 8 + 4 + 4
+	// recordMagicOps marks an operations record (Repo.UpdateLogged): the
+	// updates themselves, applied on replay, not the commit that holds them.
+	recordMagicOps = 0x444a5235
+	recordHead     = 4 + 8 + 4 + 4
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -231,11 +234,15 @@ func (j *journal) close() error {
 	return errors.Join(err, j.f.Close())
 }
 
-// journalRecord is one replayed record.
+// journalRecord is one replayed record: a commit's (head and objects) or,
+// when isOps, an operations record (head is the commit its operations
+// apply to; ops their encoding, see Tx.logPut).
 type journalRecord struct {
 	head  plumbing.Hash
 	objs  []journalObj
 	blobs []journalBlob
+	isOps bool
+	ops   []byte
 }
 
 // journalBlob is the data of a blob attached to a commit.
@@ -262,7 +269,7 @@ func (j *journal) records() ([]journalRecord, error) {
 			return nil, fmt.Errorf("read journal: %w", err)
 		}
 		magic := binary.LittleEndian.Uint32(hd[0:4])
-		if magic < recordMagic || magic > recordMagicPackBlobs || binary.LittleEndian.Uint64(hd[4:12]) != j.epoch {
+		if magic < recordMagic || magic > recordMagicOps || binary.LittleEndian.Uint64(hd[4:12]) != j.epoch {
 			break
 		}
 		n := int64(binary.LittleEndian.Uint32(hd[12:16]))
@@ -277,9 +284,9 @@ func (j *journal) records() ([]journalRecord, error) {
 		if c != binary.LittleEndian.Uint32(hd[16:20]) {
 			break // torn append: never acknowledged
 		}
-		blobs := magic == recordMagicBlobs || magic == recordMagicPackBlobs
+		blobs := magic == recordMagicBlobs || magic == recordMagicPackBlobs || magic == recordMagicOps
 		loose := magic == recordMagic || magic == recordMagicBlobs
-		rec, ok := parseRecord(payload, blobs, loose)
+		rec, ok := parseRecord(payload, blobs, loose, magic == recordMagicOps)
 		if !ok {
 			break
 		}
@@ -294,7 +301,7 @@ func (j *journal) records() ([]journalRecord, error) {
 	return out, nil
 }
 
-func parseRecord(p []byte, withBlobs, loose bool) (journalRecord, bool) {
+func parseRecord(p []byte, withBlobs, loose, ops bool) (journalRecord, bool) {
 	var rec journalRecord
 	copy(rec.head[:], p[:20])
 	p = p[20:]
@@ -318,6 +325,10 @@ func parseRecord(p []byte, withBlobs, loose bool) (journalRecord, bool) {
 			}
 			rec.blobs = append(rec.blobs, journalBlob{info: info, data: data})
 		}
+	}
+	if ops {
+		rec.isOps, rec.ops = true, p
+		return rec, true
 	}
 	for len(p) > 0 {
 		if len(p) < 24 {
@@ -350,9 +361,22 @@ func cut(p []byte) (field, rest []byte) {
 
 // encodeRecord builds the record for a commit and the blobs it carries.
 func (j *journal) encodeRecord(head plumbing.Hash, objs []journalObj, blobs []journalBlob) []byte {
+	return j.encode(head, objs, blobs, nil)
+}
+
+// encodeOps builds an operations record: the encoded operations of
+// updates applied on top of the commit base, and the blobs they attached.
+func (j *journal) encodeOps(base plumbing.Hash, ops []byte, blobs []journalBlob) []byte {
+	if ops == nil {
+		ops = []byte{}
+	}
+	return j.encode(base, nil, blobs, ops)
+}
+
+func (j *journal) encode(head plumbing.Hash, objs []journalObj, blobs []journalBlob, ops []byte) []byte {
 	n := 20
 	infos := make([][]byte, len(blobs))
-	if len(blobs) > 0 {
+	if len(blobs) > 0 || ops != nil {
 		n += 4
 		for i, bl := range blobs {
 			infos[i] = bl.info.Bencode()
@@ -362,16 +386,20 @@ func (j *journal) encodeRecord(head plumbing.Hash, objs []journalObj, blobs []jo
 	for _, o := range objs {
 		n += 24 + len(o.file)
 	}
+	n += len(ops)
 	b := make([]byte, recordHead, recordHead+n)
 	magic := uint32(recordMagicPack)
-	if len(blobs) > 0 {
+	switch {
+	case ops != nil:
+		magic = recordMagicOps
+	case len(blobs) > 0:
 		magic = recordMagicPackBlobs
 	}
 	binary.LittleEndian.PutUint32(b[0:4], magic)
 	binary.LittleEndian.PutUint64(b[4:12], j.epoch)
 	binary.LittleEndian.PutUint32(b[12:16], uint32(n))
 	b = append(b, head[:]...)
-	if len(blobs) > 0 {
+	if len(blobs) > 0 || ops != nil {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(blobs)))
 		for i, bl := range blobs {
 			b = binary.LittleEndian.AppendUint32(b, uint32(len(infos[i])))
@@ -385,6 +413,7 @@ func (j *journal) encodeRecord(head plumbing.Hash, objs []journalObj, blobs []jo
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(o.file)))
 		b = append(b, o.file...)
 	}
+	b = append(b, ops...)
 	c := crc32.Update(crc32.Checksum(b[4:16], crcTable), crcTable, b[recordHead:])
 	binary.LittleEndian.PutUint32(b[16:20], c)
 	return b

@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -138,6 +136,10 @@ type Repo struct {
 	pendingRef plumbing.Hash
 	// lazy holds lazy updates published but not yet committed.
 	lazy lazyState
+	// replayOps are the operations records Open found after the last
+	// commit record; replaying is set while Open commits them.
+	replayOps []journalRecord
+	replaying bool
 
 	// packs reads our objects for the actor (Integrate); graph caches
 	// commits. Both are owned by the actor.
@@ -166,6 +168,11 @@ type lazyState struct {
 	blobs     []journalBlob
 	blobBytes int
 	since     time.Time // when the oldest was published
+	// ops holds their operations (with a journal), of which the first
+	// opsLogged bytes, and the first blobsLogged blobs, are in operations
+	// records already (UpdateLogged).
+	ops                    []byte
+	opsLogged, blobsLogged int
 }
 
 // waiter is a durable update whose answer waits for the journal to be
@@ -178,6 +185,9 @@ type waiter struct {
 type request struct {
 	sync bool // Sync: answer after the repository shows every commit
 	lazy bool // UpdateLazy: answer before the commit is durable
+	// logged (UpdateLogged): answer once an operations record holds it,
+	// commit later.
+	logged bool
 	// integ is set for Integrate: it runs alone, between batches.
 	integ *integration
 	ctx   context.Context
@@ -268,6 +278,12 @@ func Open(gitDir string, opts Options) (*Repo, error) {
 	if err := r.load(); err != nil {
 		r.closeFiles()
 		return nil, err
+	}
+	if len(r.replayOps) > 0 {
+		if err := r.commitReplayed(); err != nil {
+			r.closeFiles()
+			return nil, fmt.Errorf("meta: replay journal of %s: %w", gitDir, err)
+		}
 	}
 	if r.snap.Load().count > 10000 {
 		// Loading made a lot of garbage (objects read through go-git);
@@ -638,6 +654,13 @@ func (r *Repo) replay() error {
 				return fmt.Errorf("restore blob %s of commit %s: %w", b.info.Hash(), rec.head, err)
 			}
 		}
+		if rec.isOps {
+			r.replayOps = append(r.replayOps, rec)
+			continue
+		}
+		// A commit record holds every update applied before it was
+		// written: the operations records before it too.
+		r.replayOps = nil
 		for _, o := range rec.objs {
 			if o.loose {
 				e, err := looseToEntry(o.file, r.w.zw)
@@ -671,9 +694,57 @@ func (r *Repo) replay() error {
 	if err := r.w.flush(false); err != nil {
 		return err
 	}
-	head := recs[len(recs)-1].head
-	r.log.Info("meta: replayed commit journal", "records", len(recs), "head", head)
+	head := recs[len(recs)-1].head // an operations record's is the commit it applies to
+	r.log.Info("meta: replayed commit journal", "records", len(recs), "head", head, "operations", len(r.replayOps))
+	if len(r.replayOps) > 0 {
+		// Open applies the operations on head and commits them; the
+		// records stay live until that commit is durable.
+		if head.IsZero() {
+			return nil // the first updates of a new repository
+		}
+		return r.moveRef(head)
+	}
 	return r.durableRef(head)
+}
+
+// commitReplayed applies the operations records replay found on the
+// loaded snapshot and commits them durably, then checkpoints. An
+// operation that fails (it succeeded on the same state before the crash,
+// so only a damaged record or a bug) is reported by Problems and skipped.
+func (r *Repo) commitReplayed() error {
+	recs := r.replayOps
+	r.replayOps = nil
+	base := r.snap.Load()
+	tx := &Tx{root: base.root, count: base.count}
+	var msgs []string
+	for _, rec := range recs {
+		if rec.head != base.head {
+			r.problem("", fmt.Errorf("journal: operations made on commit %s replayed on %s", rec.head, base.head))
+		}
+		ups, err := parseOps(rec.ops)
+		if err != nil {
+			r.problem("", fmt.Errorf("journal: %w", err))
+			continue
+		}
+		for _, u := range ups {
+			msgs = append(msgs, u.msg)
+			for _, o := range u.ops {
+				if err := o.apply(tx); err != nil {
+					r.problem(o.path, fmt.Errorf("journal: replay %q: %w", u.msg, err))
+				}
+			}
+		}
+	}
+	tx.done = true
+	if len(msgs) > 0 {
+		r.replaying = true
+		err := r.commit(base, tx.root, tx.count, tx.objs, msgs, nil, false)
+		r.replaying = false
+		if err != nil {
+			return err
+		}
+	}
+	return r.checkpoint()
 }
 
 // undelta rebuilds the pack entry of a reference delta (zdelta, the
@@ -743,6 +814,22 @@ func (r *Repo) UpdateLazy(ctx context.Context, msg string, fn func(tx *Tx) error
 // call Update (the actor would wait for itself) and must not keep tx.
 func (r *Repo) Update(ctx context.Context, msg string, fn func(tx *Tx) error) error {
 	return r.send(ctx, &request{ctx: ctx, msg: msg, fn: fn, reply: make(chan error, 1)})
+}
+
+// UpdateLogged is Update made durable without its commit: fn is applied
+// in order with every other update and the new snapshot published, then
+// the operations fn made (and those of the lazy updates before it, and the
+// blobs they attached) are appended to the journal as one operations
+// record, and UpdateLogged returns once that record is durable. The git
+// commit that holds the update is made later, with the lazy updates: after
+// FlushDelay, on Sync, on Close, or with the next Update's commit (so Head
+// and stock git readers see it up to 10 FlushDelays later). A replay after
+// a crash applies the operations again on the commit they were made on
+// and commits them. So a close of a small file costs the journal's
+// barrier and no tree encoding or hashing: the trees of many updates are
+// encoded once, in the flush's commit. Without a journal it is Update.
+func (r *Repo) UpdateLogged(ctx context.Context, msg string, fn func(tx *Tx) error) error {
+	return r.send(ctx, &request{logged: r.j != nil, ctx: ctx, msg: msg, fn: fn, reply: make(chan error, 1)})
 }
 
 func (r *Repo) send(ctx context.Context, q *request) error {
@@ -961,14 +1048,24 @@ func (r *Repo) runBatchLocked(batch []*request) (rest []*request, _ error) {
 	// (r.lazy): this batch's commit includes them.
 	base := r.snap.Load()
 	root, count := base.root, base.count
-	objs := maps.Clone(r.lazy.objs)
-	msgs := slices.Clone(r.lazy.msgs)
-	blobs := slices.Clone(r.lazy.blobs)
+	// What the batch adds to the lazy state is appended past its ends
+	// (the lazy state's lengths change only when it is replaced), and its
+	// objects go into the lazy map: a failed commit leaves there only
+	// blobs nothing refers to, written with the next one.
+	if r.lazy.objs == nil {
+		r.lazy.objs = make(map[plumbing.Hash][]byte)
+	}
+	objs := r.lazy.objs
+	msgs := r.lazy.msgs
+	blobs := r.lazy.blobs
+	ops := r.lazy.ops
 	blobBytes := r.lazy.blobBytes
 	var syncs []*request
-	lazy := true // every applied update is lazy
+	lazy := true    // every applied update is lazy or logged
+	logged := false // some applied update is logged
 	applied := batch[:0:0]
 	attach := r.AttachesBlobs()
+	logOps := r.j != nil
 	for i, q := range batch {
 		if blobBytes >= r.maxBatchBlobBytes() {
 			rest = full[i:]
@@ -978,7 +1075,7 @@ func (r *Repo) runBatchLocked(batch []*request) (rest []*request, _ error) {
 			q.reply <- err
 			continue
 		}
-		tx := &Tx{root: root, count: count, attach: attach}
+		tx := &Tx{root: root, count: count, attach: attach, log: logOps}
 		err := callFn(q.fn, tx)
 		tx.done = true
 		if err != nil {
@@ -990,39 +1087,64 @@ func (r *Repo) runBatchLocked(batch []*request) (rest []*request, _ error) {
 			continue
 		}
 		applied = append(applied, q)
-		lazy = lazy && q.lazy
+		lazy = lazy && (q.lazy || q.logged)
+		logged = logged || q.logged
 		if !tx.changed {
 			continue
 		}
 		root, count = tx.root, tx.count
 		msgs = append(msgs, q.msg)
+		if logOps {
+			ops = appendOp(ops, opMsg, q.msg)
+			ops = append(ops, tx.ops...)
+		}
 		blobs = append(blobs, tx.blobs...)
 		blobBytes += tx.blobBytes
-		if objs == nil {
-			objs = make(map[plumbing.Hash][]byte, len(tx.objs))
-		}
 		for h, d := range tx.objs {
 			objs[h] = d
 		}
 	}
+	keep := lazy && r.j != nil && len(msgs) < r.opts.MaxBatch && blobBytes < r.maxBatchBlobBytes()
+	var opsRec []byte
+	if keep && logged && len(ops) > r.lazy.opsLogged {
+		opsRec = r.j.encodeOps(base.head, ops[r.lazy.opsLogged:], blobs[r.lazy.blobsLogged:])
+		// A record the journal has no room for: commit now instead (its
+		// checkpoint makes room).
+		keep = r.j.fits(len(opsRec))
+	}
 	var err error
 	switch {
 	case lazy && len(msgs) == len(r.lazy.msgs):
-		// Nothing new to commit, and nobody waits for durability.
-	case lazy && r.j != nil && len(msgs) < r.opts.MaxBatch && blobBytes < r.maxBatchBlobBytes():
-		// Only lazy updates: publish them now and commit them with the
-		// next batch (a create and the write after it become one commit),
-		// or when the actor flushes.
+		// Nothing new to commit or log (a logged update that changed
+		// nothing waits for the records written before it).
+	case keep:
+		// Only lazy and logged updates: publish them now and commit them
+		// with the next batch (a create and the write after it become
+		// one commit), or when the actor flushes; an operations record
+		// makes the logged ones durable meanwhile.
 		since := r.lazy.since
 		if since.IsZero() {
 			since = time.Now()
 		}
-		r.lazy = lazyState{objs: objs, msgs: msgs, blobs: blobs, blobBytes: blobBytes, since: since}
+		l := lazyState{objs: objs, msgs: msgs, blobs: blobs, blobBytes: blobBytes, since: since,
+			ops: ops, opsLogged: r.lazy.opsLogged, blobsLogged: r.lazy.blobsLogged}
+		if opsRec != nil {
+			if _, err = r.j.write(opsRec); err != nil {
+				// What reached the journal is unknown: as a failed barrier.
+				err = fmt.Errorf("meta: %w", err)
+				r.fatal.CompareAndSwap(nil, &err)
+				r.log.Error("meta: writing the journal failed; updates fail until the node restarts", "err", err)
+				break
+			}
+			l.opsLogged, l.blobsLogged = len(ops), len(blobs)
+		}
+		r.lazy = l
 		r.snap.Store(&Snapshot{root: root, count: count, head: base.head, gen: base.gen})
 	case len(msgs) > 0:
 		// With a journal the record is written here and made durable
-		// after serveMu is released (drainDurable).
-		err = r.commit(base, root, count, objs, msgs, blobs, lazy || r.j != nil)
+		// after serveMu is released (drainDurable). Blobs already in
+		// operations records are not repeated.
+		err = r.commit(base, root, count, objs, msgs, blobs[r.lazy.blobsLogged:], lazy || r.j != nil)
 		if err != nil {
 			r.log.Error("meta: commit failed", "err", err)
 		} else {
@@ -1031,10 +1153,10 @@ func (r *Repo) runBatchLocked(batch []*request) (rest []*request, _ error) {
 			r.lazy = lazyState{}
 		}
 	}
-	// The durable updates (and one that changed nothing makes the lazy
-	// ones before it durable) are answered once the journal is durable up
-	// to what is written now.
-	wait := err == nil && !lazy && r.j != nil && r.j.unsynced()
+	// The durable and logged updates (and one that changed nothing makes
+	// the lazy ones before it durable) are answered once the journal is
+	// durable up to what is written now.
+	wait := err == nil && (!lazy || logged) && r.j != nil && r.j.unsynced()
 	lsn := int64(0)
 	if wait {
 		lsn = r.j.written.Load()
@@ -1154,7 +1276,7 @@ func (r *Repo) commitLazy() error {
 	}
 	base := r.snap.Load()
 	l := r.lazy
-	if err := r.commit(base, base.root, base.count, l.objs, l.msgs, l.blobs, true); err != nil {
+	if err := r.commit(base, base.root, base.count, l.objs, l.msgs, l.blobs[l.blobsLogged:], true); err != nil {
 		return err
 	}
 	r.stats.updates.Add(uint64(len(l.msgs)))
@@ -1186,6 +1308,7 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 	msg := commitMessage(msgs)
 	_, err = r.writeCommit(commitReq{
 		root: root, count: count, objs: objs, blobs: blobs, lazy: lazy, gen: gen,
+		logged: r.lazy.opsLogged > 0 || r.replaying,
 		encode: func(tree plumbing.Hash) []byte { return r.encodeCommit(tree, base.head, gen, msg) },
 	})
 	return err
@@ -1221,6 +1344,10 @@ type commitReq struct {
 	// tree, when set, is the tree id root must encode to (checked before
 	// anything is journaled).
 	tree plumbing.Hash
+	// logged is set when the commit holds updates that operations
+	// records made durable: it never retires those records (a
+	// checkpoint) before it is durable itself.
+	logged bool
 }
 
 // rawObject is a whole git object.
@@ -1236,7 +1363,11 @@ type rawObject struct {
 // is published. Nothing of it remains when it fails.
 func (r *Repo) writeCommit(c commitReq) (*Snapshot, error) {
 	w := r.w
-	if r.j != nil && r.j.broken {
+	// A commit of logged updates takes the slow path where another would
+	// checkpoint first: a checkpoint would retire the operations records
+	// before this commit's record is durable.
+	slow := r.j == nil || c.logged && r.j.broken
+	if r.j != nil && r.j.broken && !slow {
 		if err := r.checkpoint(); err != nil {
 			return nil, fmt.Errorf("meta: commit: %w", err)
 		}
@@ -1285,9 +1416,11 @@ func (r *Repo) writeCommit(c commitReq) (*Snapshot, error) {
 	mine := w.pending[first:]
 	r.stats.objects.Add(uint64(len(mine)))
 	journaled := false
-	if r.j != nil {
+	if !slow {
 		rec := r.j.encodeRecord(head, mine, c.blobs)
-		if !r.j.fits(len(rec)) {
+		if !r.j.fits(len(rec)) && c.logged {
+			slow = true
+		} else if !r.j.fits(len(rec)) {
 			// The checkpoint writes and syncs every pending object,
 			// this commit's too (through temp files: they are in no
 			// record), and the attached blobs' files (its syncfs covers
@@ -1297,13 +1430,15 @@ func (r *Repo) writeCommit(c commitReq) (*Snapshot, error) {
 			}
 			rec = r.j.encodeRecord(head, nil, nil)
 		}
-		if r.j.fits(len(rec)) && c.lazy {
+		switch {
+		case slow:
+		case r.j.fits(len(rec)) && c.lazy:
 			if _, err := r.j.write(rec); err != nil {
 				return nil, fmt.Errorf("meta: commit: %w", err)
 			}
 			r.pendingRef = head
 			journaled = true
-		} else if r.j.fits(len(rec)) {
+		case r.j.fits(len(rec)):
 			if _, err := r.j.write(rec); err != nil {
 				return nil, fmt.Errorf("meta: commit: %w", err)
 			}
@@ -1317,6 +1452,8 @@ func (r *Repo) writeCommit(c commitReq) (*Snapshot, error) {
 		}
 	}
 	if !journaled {
+		// Every pending object (through temp files) and the branch are
+		// made durable and the journal's records retired.
 		if err := w.flush(false); err != nil {
 			return nil, fmt.Errorf("meta: commit: %w", err)
 		}
@@ -1438,6 +1575,12 @@ func (r *Repo) durableRef(head plumbing.Hash) error {
 	if err != nil {
 		return err
 	}
+	if r.opts.BeforeCheckpoint != nil && r.j != nil {
+		// The records retired below may hold attached blobs.
+		if err := r.opts.BeforeCheckpoint(); err != nil {
+			return fmt.Errorf("before checkpoint: %w", err)
+		}
+	}
 	r.w.written = append(r.w.written, tmp)
 	if err := r.w.syncObjects(r.dirF); err != nil {
 		return err
@@ -1449,6 +1592,7 @@ func (r *Repo) durableRef(head plumbing.Hash) error {
 		return err
 	}
 	r.w.written = r.w.written[:0]
+	r.pendingRef = plumbing.ZeroHash // head descends from it
 	if r.j != nil {
 		if err := r.j.newEpoch(); err != nil {
 			return err

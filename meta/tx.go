@@ -27,6 +27,11 @@ type Tx struct {
 	attach    bool
 	blobs     []journalBlob
 	blobBytes int
+	// log is set when the Repo keeps the updates' operations for
+	// operations records (Repo.UpdateLogged): ops then holds this
+	// update's, encoded (oplog.go).
+	log bool
+	ops []byte
 }
 
 // MaxAttachedBlob is the largest blob Tx.AttachBlob takes.
@@ -97,7 +102,7 @@ func (tx *Tx) Put(path string, e *Entry) error {
 	if err != nil {
 		return fmt.Errorf("put %q: %w", path, err)
 	}
-	n := tx.newNode(e)
+	n, data := tx.newNode(e)
 	if len(parts) == 0 {
 		if e.Kind != KindDir {
 			return fmt.Errorf("put %q: %w: the root is a directory", path, ErrInvalid)
@@ -106,6 +111,7 @@ func (tx *Tx) Put(path string, e *Entry) error {
 		carryTree(n, tx.root)
 		tx.root = n
 		tx.changed = true
+		tx.logPut(path, e.Kind, data)
 		return nil
 	}
 	added := false
@@ -132,7 +138,16 @@ func (tx *Tx) Put(path string, e *Entry) error {
 		tx.count++
 	}
 	tx.changed = true
+	tx.logPut(path, e.Kind, data)
 	return nil
+}
+
+func (tx *Tx) logPut(path string, k Kind, data []byte) {
+	if tx.log {
+		tx.ops = append(tx.ops, opPut, byte(k))
+		tx.ops = appendField(tx.ops, path)
+		tx.ops = appendField(tx.ops, string(data))
+	}
 }
 
 // Remove removes the file, symlink or empty directory at path.
@@ -161,6 +176,9 @@ func (tx *Tx) Remove(path string) error {
 	tx.root = root
 	tx.count--
 	tx.changed = true
+	if tx.log {
+		tx.ops = appendOp(tx.ops, opRemove, path)
+	}
 	return nil
 }
 
@@ -231,22 +249,30 @@ func (tx *Tx) Rename(from, to string) error {
 		tx.count--
 	}
 	tx.changed = true
+	if tx.log {
+		tx.ops = appendOp(tx.ops, opRename, from, to)
+	}
 	return nil
 }
 
-// newNode makes the node for a checked entry and queues its blob.
-func (tx *Tx) newNode(e *Entry) *node {
+// newNode makes the node for a checked entry and queues its blob, which
+// it returns.
+func (tx *Tx) newNode(e *Entry) (*node, []byte) {
 	n := &node{e: e}
+	var data []byte
 	switch e.Kind {
 	case KindFile:
-		n.oid = tx.addBlob(encodeManifest(e))
+		data = encodeManifest(e)
+		n.oid = tx.addBlob(data)
 	case KindSymlink:
-		n.oid = tx.addBlob([]byte(e.Target))
+		data = []byte(e.Target)
+		n.oid = tx.addBlob(data)
 	case KindDir:
-		n.marker = tx.addBlob(encodeManifest(e))
+		data = encodeManifest(e)
+		n.marker = tx.addBlob(data)
 		n.kids = emptyKids()
 	}
-	return n
+	return n, data
 }
 
 func (tx *Tx) addBlob(data []byte) plumbing.Hash {

@@ -24,7 +24,9 @@
 // Namespace operations (getattr, readdir, readlink, access, getxattr) read
 // the repo's current Snapshot and never wait on the writer. Operations that
 // change the namespace (mkdir, create, unlink, rename, chmod, setxattr, ...)
-// are one meta.Update each, with a deadline (Options.Timeout) so a dead
+// are one meta.Repo.UpdateLogged each (durable when it returns, through an
+// operations record in meta's journal; meta commits many of them at once
+// a few milliseconds later), with a deadline (Options.Timeout) so a dead
 // actor becomes EIO, never a hung kernel request.
 //
 // Regular files that are open are files (file.go), shared by all handles of
@@ -62,7 +64,7 @@
 //
 // Flush (every close(2)) of a handle that is open for writing, and fsync of
 // any handle, seal a changed file: Store.Seal (or SealSmall, below) makes the temp file a blob,
-// then one meta.Update puts the new manifest, keeping mode, owner and
+// then one logged meta update puts the new manifest, keeping mode, owner and
 // xattrs of the entry at the path. Errors of either (ENOSPC, EIO) are the
 // result of close(2) or fsync(2); when close returns 0 the data is durable.
 // Any failure (a write, the seal or the commit) rolls the file back to its
@@ -100,7 +102,9 @@
 // (meta.Tx.AttachBlob) so they ride in its journal record, and after a
 // crash meta's replay restores the blob (piece.Store.Restore) before the
 // manifest counts. So close(2) of a new small file costs one barrier (the
-// journal's fdatasync) for its data and its name. This needs the node to
+// journal's barrier) for its data and its name, and no commit: the
+// operations record holds the blob, and the commit of many closes follows
+// within 10 flush delays of meta. This needs the node to
 // open the repo with meta.Options.RestoreBlob set to the store's Restore
 // (Repo.AttachesBlobs); without it small files take the path of big ones:
 // Seal fsyncs the data and the directory, then the commit's barrier.

@@ -60,7 +60,10 @@ import (
 // A record that carries blobs (Tx.AttachBlob) has the magic recordMagicPackBlobs
 // and, after the commit id, a blob count u32 and per blob the info
 // dictionary's length u32 and bencoding, the data's length u32 and the
-// data; the objects follow as above.
+// data; the objects follow as above. An operations record
+// (Repo.UpdateLogged) has the magic recordMagicOps and, after the commit
+// its operations apply to, the blob count and blobs as above, then the
+// operations (oplog.go) instead of objects.
 type journal struct {
 	f     *os.File
 	size  int64

@@ -173,6 +173,17 @@ func TestUpdateLoggedPowerCut(t *testing.T) {
 	c, _ = reopen(t, powerCut(t, r, root, []bt.InfoHash{info.Hash()}))
 	sameNamespace(t, "after the second cut", c.Snapshot(), want)
 
+	// A logged update that changes nothing (fsyncdir) makes the lazy
+	// ones before it durable.
+	if err := r.UpdateLazy(ctx, "create g", func(tx *Tx) error { return tx.Put("g", emptyFile()) }); err != nil {
+		t.Fatal(err)
+	}
+	logged("nothing", func(*Tx) error { return nil })
+	c, _ = reopen(t, powerCut(t, r, root, []bt.InfoHash{info.Hash()}))
+	if _, ok := c.Snapshot().Get("g"); !ok {
+		t.Error("a lazy create before a logged no-op was lost in a cut")
+	}
+
 	// Sync commits the logged updates: git shows them.
 	if err := r.Sync(ctx); err != nil {
 		t.Fatal(err)

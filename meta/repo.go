@@ -1104,17 +1104,20 @@ func (r *Repo) runBatchLocked(batch []*request) (rest []*request, _ error) {
 			objs[h] = d
 		}
 	}
+	// A logged update needs every update before it in a record, even
+	// when it changed nothing itself (fsyncdir after lazy creates).
+	needLog := logged && len(ops) > r.lazy.opsLogged
 	keep := lazy && r.j != nil && len(msgs) < r.opts.MaxBatch && blobBytes < r.maxBatchBlobBytes()
 	var opsRec []byte
-	if keep && logged && len(ops) > r.lazy.opsLogged {
+	if keep && needLog {
 		opsRec = r.j.encodeOps(base.head, ops[r.lazy.opsLogged:], blobs[r.lazy.blobsLogged:])
-		// A record the journal has no room for: commit now instead (its
-		// checkpoint makes room).
+		// A record the journal has no room for: commit now instead
+		// (writeCommit's slow path makes room).
 		keep = r.j.fits(len(opsRec))
 	}
 	var err error
 	switch {
-	case lazy && len(msgs) == len(r.lazy.msgs):
+	case lazy && len(msgs) == len(r.lazy.msgs) && !needLog:
 		// Nothing new to commit or log (a logged update that changed
 		// nothing waits for the records written before it).
 	case keep:

@@ -115,6 +115,25 @@ func blobIs(t *testing.T, st *piece.Store, info *bt.Info, data []byte) {
 
 func emptyFile() *Entry { return &Entry{Kind: KindFile, Mode: 0o644} }
 
+// openForCuts opens a repository in a new node root, with a blob store
+// there as its restorer and a FlushDelay of an hour (so that only journal
+// records make anything durable, as powerCut requires), and serves it.
+func openForCuts(t *testing.T, opts Options) (root string, r *Repo, st *piece.Store) {
+	t.Helper()
+	root = t.TempDir()
+	st, err := piece.OpenStore(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.FlushDelay, opts.RestoreBlob = time.Hour, st.Restore
+	if r, err = Open(filepath.Join(root, "meta.git"), opts); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() }) // after serve's cleanup stops Serve
+	serve(t, r)
+	return root, r, st
+}
+
 // TestUpdateLazyPowerCut: a lazy update is published at once but costs no
 // barrier; a power cut loses it whole until the next durable update (even
 // one that changes nothing), Sync or FlushDelay makes it durable.
@@ -211,17 +230,7 @@ func TestUpdateLazyFlushDelay(t *testing.T) {
 // commit come back from the journal after a power cut that tore their
 // files; lazy commits with blobs count once a durable one follows.
 func TestAttachBlobPowerCut(t *testing.T) {
-	root := t.TempDir()
-	st, err := piece.OpenStore(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := Open(filepath.Join(root, "meta.git"), Options{FlushDelay: time.Hour, RestoreBlob: st.Restore})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() }) // after serve's cleanup stops Serve
-	serve(t, r)
+	root, r, st := openForCuts(t, Options{})
 	if !r.AttachesBlobs() {
 		t.Fatal("AttachesBlobs is false with a RestoreBlob")
 	}

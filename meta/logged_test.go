@@ -10,10 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/delugefs/delugefs/bt"
-	"github.com/delugefs/delugefs/piece"
 )
 
 // dumpSnap describes every entry of s as its manifest (a symlink: its
@@ -67,17 +65,7 @@ func headMessage(t *testing.T, gitDir string) string {
 // update after the last barrier is lost whole; operations records before
 // a commit's record are not applied twice.
 func TestUpdateLoggedPowerCut(t *testing.T) {
-	root := t.TempDir()
-	st, err := piece.OpenStore(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := Open(filepath.Join(root, "meta.git"), Options{FlushDelay: time.Hour, RestoreBlob: st.Restore})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() }) // after serve's cleanup stops Serve
-	serve(t, r)
+	root, r, st := openForCuts(t, Options{})
 	ctx := context.Background()
 	logged := func(msg string, fn func(tx *Tx) error) {
 		t.Helper()
@@ -203,12 +191,7 @@ func TestUpdateLoggedPowerCut(t *testing.T) {
 // commit (a checkpoint there would have retired their records before the
 // commit that holds them was durable).
 func TestUpdateLoggedJournalFull(t *testing.T) {
-	root := t.TempDir()
-	r, err := Open(filepath.Join(root, "meta.git"), Options{FlushDelay: time.Hour, JournalSize: 64 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() }) // after serve's cleanup stops Serve
+	root, r, _ := openForCuts(t, Options{JournalSize: 64 << 10})
 	type cutAt struct {
 		dir        string
 		acked, now *Snapshot
@@ -231,7 +214,6 @@ func TestUpdateLoggedJournalFull(t *testing.T) {
 		}
 		return nil
 	}
-	serve(t, r)
 	ctx := context.Background()
 	big := []byte(strings.Repeat("x", 3000)) // ~20 updates fill the journal
 	for i := range 150 {

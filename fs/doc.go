@@ -93,7 +93,8 @@
 // memory, not into a temp file (file.inMem; a file that grows past that
 // spills into one), and sealed with piece.Store.PutSmallAsync: the store
 // counts the blob as complete at once and writes its file in the
-// background, with no fsync, and the open file reads the bytes from memory
+// background (with no fsync, on a thread of the lowest CPU priority: in the
+// time closes wait for the disk), and the open file reads the bytes from memory
 // (a file whose temp file is already there is sealed with
 // piece.Store.SealSmall, which renames it into the store without fsync);
 // the node opens the repo with meta.Options.BeforeCheckpoint set to the

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/delugefs/delugefs/bt"
 )
@@ -15,17 +17,34 @@ type pendingBlob struct {
 	data []byte
 	done chan struct{} // closed once written (or failed: err)
 	err  error
+	// claimed is set by whoever writes it: the background writer, or a
+	// reader or Flush that needs it now (await) and so does not wait for a
+	// writer of the lowest priority.
+	claimed atomic.Bool
 }
 
 // asyncWriter writes small blobs in the background, in order, on a
-// goroutine that runs only while there is work.
+// goroutine that runs while there is work and lingers a moment after
+// (asyncLinger) for more, so that a stream of closes does not start one
+// goroutine each. The goroutine runs on its own OS thread at the lowest
+// CPU priority (lowerPriority): creating a blob file costs more CPU than
+// the close that queued it, and on a machine with few CPUs it ran in the
+// way of the next close's FUSE requests instead of in the time the close
+// spends waiting for the disk.
 type asyncWriter struct {
 	pend    sync.Map // bt.InfoHash -> *pendingBlob, until written
 	mu      sync.Mutex
 	queue   []*pendingBlob
 	running bool
+	wake    chan struct{}  // 1-buffered: the queue grew while running
 	failed  []*pendingBlob // written with an error: Flush retries them
+	// beforeWrite, when set (tests), runs on the writer before it takes
+	// each blob.
+	beforeWrite func()
 }
+
+// asyncLinger is how long the writer waits for more work before it ends.
+const asyncLinger = 50 * time.Millisecond
 
 // HashSmall returns the info dictionary of data as a blob: the canonical
 // piece length for its size.
@@ -47,7 +66,7 @@ func (s *Store) PutSmallAsync(info *bt.Info, data []byte) error {
 	}
 	p := &pendingBlob{info: info, data: data, done: make(chan struct{})}
 	if old, loaded := s.async.pend.LoadOrStore(info.Hash(), p); loaded {
-		<-old.(*pendingBlob).done // the same bytes are on their way already
+		s.await(old.(*pendingBlob)) // the same bytes are on their way already
 		if old.(*pendingBlob).err == nil {
 			return nil
 		}
@@ -58,28 +77,70 @@ func (s *Store) PutSmallAsync(info *bt.Info, data []byte) error {
 	w.queue = append(w.queue, p)
 	start := !w.running
 	w.running = true
+	if w.wake == nil {
+		w.wake = make(chan struct{}, 1)
+	}
+	wake := w.wake
 	w.mu.Unlock()
 	if start {
-		go s.writePending() // ends when the queue is empty
+		go s.writePending() // ends when the queue stays empty for asyncLinger
+	} else {
+		select {
+		case wake <- struct{}{}:
+		default: // a wake is pending already
+		}
 	}
 	return nil
 }
 
-// writePending writes queued blobs until the queue is empty.
+// writePending writes queued blobs until the queue stays empty for
+// asyncLinger.
 func (s *Store) writePending() {
+	lowerPriority() // its thread ends with it
 	w := &s.async
+	w.mu.Lock()
+	wake := w.wake
+	w.mu.Unlock()
+	idle := time.NewTimer(asyncLinger)
+	defer idle.Stop()
 	for {
 		w.mu.Lock()
 		if len(w.queue) == 0 {
-			w.running = false
 			w.mu.Unlock()
-			return
+			idle.Reset(asyncLinger)
+			select {
+			case <-wake:
+				continue
+			case <-idle.C:
+			}
+			w.mu.Lock()
+			if len(w.queue) == 0 {
+				w.running = false
+				w.mu.Unlock()
+				return
+			}
 		}
 		p := w.queue[0]
+		w.queue[0] = nil
 		w.queue = w.queue[1:]
+		hook := w.beforeWrite
 		w.mu.Unlock()
+		if hook != nil {
+			hook()
+		}
+		if p.claimed.CompareAndSwap(false, true) {
+			s.finishPending(p)
+		}
+	}
+}
+
+// await writes p now unless someone else has begun to, then waits until
+// it is written.
+func (s *Store) await(p *pendingBlob) {
+	if p.claimed.CompareAndSwap(false, true) {
 		s.finishPending(p)
 	}
+	<-p.done
 }
 
 // finishPending writes p's file and releases its waiters.
@@ -98,7 +159,7 @@ func (s *Store) finishPending(p *pendingBlob) {
 // waitPending waits until blob h, if PutSmallAsync accepted it, is written.
 func (s *Store) waitPending(h bt.InfoHash) {
 	if v, ok := s.async.pend.Load(h); ok {
-		<-v.(*pendingBlob).done
+		s.await(v.(*pendingBlob))
 	}
 }
 
@@ -118,7 +179,7 @@ func (s *Store) Flush() error {
 		return true
 	})
 	for _, p := range waits {
-		<-p.done
+		s.await(p)
 	}
 	s.async.mu.Lock()
 	failed := s.async.failed

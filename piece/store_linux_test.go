@@ -8,10 +8,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/delugefs/delugefs/bt"
+	"github.com/delugefs/delugefs/internal/testwait"
 	"golang.org/x/sys/unix"
 )
 
@@ -195,5 +198,87 @@ func TestSealFromOtherFilesystem(t *testing.T) {
 	}
 	if got := tmpEntries(t, s); len(got) != 0 {
 		t.Fatalf("tmp/ after Seal: %v", got)
+	}
+}
+
+// The background writer of PutSmallAsync runs at the lowest priority, on
+// a thread of its own; a reader (Open) or Flush that needs a blob it has
+// not begun writes the blob itself instead of waiting for it.
+func TestPutSmallAsyncPriorityAndHelp(t *testing.T) {
+	s := newTestStore(t)
+	nice := make(chan string, 1)
+	hold := make(chan struct{})
+	var once sync.Once
+	s.async.mu.Lock()
+	s.async.beforeWrite = func() {
+		once.Do(func() {
+			stat, err := os.ReadFile("/proc/thread-self/stat")
+			if err != nil {
+				nice <- err.Error()
+			} else {
+				// Fields after the command's closing parenthesis: the
+				// 17th of them (19th of the line) is the nice value.
+				f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+				nice <- f[16]
+			}
+			<-hold // the writer stops before its first blob
+		})
+	}
+	s.async.mu.Unlock()
+	data := randomBlobData(3000, 99)
+	info := HashSmall(data)
+	if err := s.PutSmallAsync(info, data); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-nice; n != "19" {
+		t.Errorf("writer's thread has nice %s, want 19", n)
+	}
+	// within fails the test when fn does not return in time (it would
+	// wait for the held writer).
+	within := func(what string, fn func()) {
+		t.Helper()
+		done := make(chan struct{})
+		go func() { defer close(done); fn() }() // ends when fn returns
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			close(hold)
+			t.Fatalf("%s waited for the held writer", what)
+		}
+	}
+	// The writer holds the blob without having begun it: Open writes it.
+	var f *os.File
+	var err error
+	within("Open", func() { f, err = s.Open(info.Hash()) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(data))
+	if _, err := f.ReadAt(got, 0); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read while the writer was held: %v", err)
+	}
+	f.Close()
+	// So does Flush, for another one queued behind it.
+	data2 := randomBlobData(2000, 100)
+	info2 := HashSmall(data2)
+	if err := s.PutSmallAsync(info2, data2); err != nil {
+		t.Fatal(err)
+	}
+	within("Flush", func() { err = s.Flush() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(s.dataPath(info2.Hash())); err != nil || !bytes.Equal(b, data2) {
+		t.Fatalf("blob after Flush with the writer held: %v", err)
+	}
+	close(hold)
+	// The writer skips what others wrote and ends once idle.
+	testwait.For(t, 10*time.Second, "the writer to end", func() bool {
+		s.async.mu.Lock()
+		defer s.async.mu.Unlock()
+		return !s.async.running && len(s.async.queue) == 0
+	})
+	if b, err := os.ReadFile(s.dataPath(info.Hash())); err != nil || !bytes.Equal(b, data) {
+		t.Fatalf("first blob at the end: %v", err)
 	}
 }

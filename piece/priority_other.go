@@ -1,0 +1,6 @@
+//go:build !linux
+
+package piece
+
+// lowerPriority does nothing off Linux, where priorities are per process.
+func lowerPriority() {}

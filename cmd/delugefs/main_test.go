@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -225,7 +226,9 @@ func TestRunMountWriteSignal(t *testing.T) {
 
 // TestKill9Recovers kills the process in the middle of writes: the next
 // start recovers the stale mount, cleans tmp/, and every file closed before
-// the kill reads back exactly.
+// the kill reads back exactly, with the renames, removes, symlink and
+// modes made just before it (the whole run takes less than meta's first
+// commit would wait, so the restart replays them from operations records).
 func TestKill9Recovers(t *testing.T) {
 	dir := t.TempDir()
 	root, mnt := filepath.Join(dir, "root"), filepath.Join(dir, "mnt")
@@ -242,6 +245,22 @@ func TestKill9Recovers(t *testing.T) {
 		}
 		closed[name] = b
 	}
+	// Namespace changes just before the kill (their operations records
+	// are likely still live in the journal: the replay applies them).
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.Mkdir(filepath.Join(mnt, "d"), 0o750))
+	must(os.Rename(filepath.Join(mnt, "f01"), filepath.Join(mnt, "d", "moved")))
+	closed["d/moved"] = closed["f01"]
+	delete(closed, "f01")
+	must(os.Remove(filepath.Join(mnt, "f02")))
+	delete(closed, "f02")
+	must(os.Symlink("moved", filepath.Join(mnt, "d", "link")))
+	must(os.Chmod(filepath.Join(mnt, "f03"), 0o600))
 	// A file open for writing when the process dies.
 	f, err := os.Create(filepath.Join(mnt, "half"))
 	if err != nil {
@@ -259,6 +278,20 @@ func TestKill9Recovers(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s after kill -9: %d bytes, %v; want %d", name, len(got), err, len(want))
 		}
+	}
+	for _, gone := range []string{"f01", "f02"} {
+		if _, err := os.Lstat(filepath.Join(mnt, gone)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s after kill -9: %v, want it gone", gone, err)
+		}
+	}
+	if target, err := os.Readlink(filepath.Join(mnt, "d", "link")); err != nil || target != "moved" {
+		t.Errorf("d/link after kill -9: %q, %v", target, err)
+	}
+	if fi, err := os.Stat(filepath.Join(mnt, "f03")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("f03 after kill -9: %v, %v; want mode 0600", fi, err)
+	}
+	if fi, err := os.Stat(filepath.Join(mnt, "d")); err != nil || fi.Mode().Perm() != 0o750 {
+		t.Errorf("d after kill -9: %v, %v; want mode 0750", fi, err)
 	}
 	if ents, _ := os.ReadDir(filepath.Join(root, "tmp")); len(ents) != 0 {
 		t.Errorf("tmp/ not cleaned: %d entries", len(ents))

@@ -18,8 +18,9 @@ type pendingBlob struct {
 	done chan struct{} // closed once written (or failed: err)
 	err  error
 	// claimed is set by whoever writes it: the background writer, or a
-	// reader or Flush that needs it now (await) and so does not wait for a
-	// writer of the lowest priority.
+	// reader or Flush that needs it now (await), which so never waits for
+	// the low-priority writer to reach it (only, at most, for the one blob
+	// the writer is in the middle of).
 	claimed atomic.Bool
 }
 

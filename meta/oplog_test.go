@@ -41,7 +41,9 @@ func FuzzOperationsRecord(f *testing.F) {
 		seed = appendOp(seed, opMsg, msg)
 		seed = append(seed, tx.ops...)
 	}
-	add("mkdir d", func() error { return tx.Put("d", &Entry{Kind: KindDir, Mode: 0o700, Xattrs: map[string][]byte{"user.a": {0, 1}}}) })
+	add("mkdir d", func() error {
+		return tx.Put("d", &Entry{Kind: KindDir, Mode: 0o700, Xattrs: map[string][]byte{"user.a": {0, 1}}})
+	})
 	add("create d/f", func() error { return tx.Put("d/f", &Entry{Kind: KindFile, Mode: 0o644, Mtime: 7}) })
 	add("symlink l", func() error { return tx.Put("l", &Entry{Kind: KindSymlink, Target: "d/f"}) })
 	add("rename, remove", func() error {

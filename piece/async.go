@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/delugefs/delugefs/bt"
+	"github.com/delugefs/delugefs/internal/lowprio"
 )
 
 // pendingBlob is a small blob PutSmallAsync accepted and has not written
@@ -28,7 +29,7 @@ type pendingBlob struct {
 // goroutine that runs while there is work and lingers a moment after
 // (asyncLinger) for more, so that a stream of closes does not start one
 // goroutine each. The goroutine runs on its own OS thread at the lowest
-// CPU priority (lowerPriority): creating a blob file costs more CPU than
+// CPU priority (lowprio.Lower): creating a blob file costs more CPU than
 // the close that queued it, and on a machine with few CPUs it ran in the
 // way of the next close's FUSE requests instead of in the time the close
 // spends waiting for the disk.
@@ -97,7 +98,7 @@ func (s *Store) PutSmallAsync(info *bt.Info, data []byte) error {
 // writePending writes queued blobs until the queue stays empty for
 // asyncLinger.
 func (s *Store) writePending() {
-	lowerPriority() // its thread ends with it
+	lowprio.Lower() // its thread ends with it
 	w := &s.async
 	w.mu.Lock()
 	wake := w.wake

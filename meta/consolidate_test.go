@@ -560,3 +560,57 @@ func TestGraphBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestConsolidateBackground: a Repo's writer merges packs on a goroutine
+// of its own: consolidate returns at once, packs written meanwhile (and
+// further calls) go on, and the next call after the merge, or waitMerge,
+// retires what it replaced; every object stays readable throughout.
+func TestConsolidateBackground(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "meta.git")
+	gitOK(t, filepath.Dir(dir), "init", "-q", "--bare", dir)
+	w := newObjWriter(dir)
+	w.background = true
+	hold := make(chan struct{})
+	w.mergeHook = func() { <-hold }
+	rng := rand.New(rand.NewPCG(5, 6))
+	write := func(p int) {
+		t.Helper()
+		ents := blobEntries(t, w, rng, 10+p, 2000)
+		chain, _ := treeChain(t, w, fmt.Sprint("d", p%3), 80+p, 5)
+		if _, err := writePack(dir, append(ents, chain...), false); err != nil {
+			t.Fatal(err)
+		}
+		w.packs++
+	}
+	for p := range maxPacks + 4 {
+		write(p)
+	}
+	if err := w.consolidate(); err != nil {
+		t.Fatal(err)
+	}
+	if w.merge == nil {
+		t.Fatal("no merge started")
+	}
+	// The merge is held: writes and calls go on, nothing is retired.
+	write(100)
+	if err := w.consolidate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.retired) != 0 {
+		t.Fatalf("%d packs retired before the merge ran", len(w.retired))
+	}
+	want := packObjects(t, dir)
+	checkPacks(t, dir, want)
+	close(hold)
+	if err := w.waitMerge(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.retired) < 2 {
+		t.Fatalf("%d packs retired after the merge", len(w.retired))
+	}
+	w.dropRetired(time.Now().Add(retireAfter))
+	if n := len(packFiles(t, dir)); n != w.packs || n > maxPacks/2+2 {
+		t.Errorf("%d packs left, counted %d", n, w.packs)
+	}
+	checkPacks(t, dir, want)
+}

@@ -39,6 +39,11 @@ type objWriter struct {
 	// packGen counts changes to the set of packs (writes, merges,
 	// removals), so that readers know when to reload pack indexes.
 	packGen uint64
+	// merge is the consolidation running or done and not yet taken
+	// (consolidate); background runs merges on their own goroutine.
+	merge      *mergeJob
+	background bool
+	mergeHook  func() // tests: runs before a background merge
 }
 
 // bigObject is the size above which objects are stored without

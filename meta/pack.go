@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/delugefs/delugefs/internal/lowprio"
 )
 
 // Objects are written as git pack files: each flush writes the objects of
@@ -367,8 +369,26 @@ func readPack(base string, verify bool) ([]journalObj, error) {
 // its directory) before the packs it replaces are retired (removed after
 // retireAfter, index first). Packs that are not self-contained (offset
 // deltas, made by git gc, say) are left alone.
+//
+// With w.background set (a Repo's writer) the merge runs on a goroutine of
+// the lowest CPU priority (internal/lowprio) while updates go on: a merge
+// takes tens of milliseconds, and seconds for a big history, which every
+// close waited for when it ran under the repository's lock. consolidate
+// only starts it; a later call (the next flush) takes the result
+// (finishMerge), and waitMerge (Close) waits for it. Without background
+// (tests) consolidate merges and finishes at once.
 func (w *objWriter) consolidate() error {
 	w.dropRetired(time.Now())
+	if w.merge != nil {
+		select {
+		case <-w.merge.done:
+			if err := w.finishMerge(); err != nil {
+				return err
+			}
+		default:
+			return nil // still merging
+		}
+	}
 	if w.packs <= maxPacks {
 		return nil
 	}
@@ -421,15 +441,63 @@ func (w *objWriter) consolidate() error {
 	for i, p := range sel {
 		bases[i] = p.base
 	}
-	made, gone, err := mergePacks(w.dir, bases)
-	if err != nil {
-		return fmt.Errorf("consolidate packs: %w", err)
+	var merged int64
+	for _, p := range sel {
+		merged += p.size
 	}
-	if made == nil {
+	m := &mergeJob{done: make(chan struct{}), merged: merged}
+	w.merge = m
+	dir := w.dir
+	run := func() {
+		defer close(m.done)
+		m.made, m.gone, m.err = mergePacks(dir, bases)
+		if m.err == nil && m.made != nil {
+			m.err = syncDir(m.made[2])
+		}
+	}
+	if !w.background {
+		run()
+		return w.finishMerge()
+	}
+	hook := w.mergeHook
+	go func() { // ends with the merge
+		lowprio.Lower()
+		if hook != nil {
+			hook()
+		}
+		run()
+	}()
+	return nil
+}
+
+// mergeJob is a consolidation's merge, running or done (done closed):
+// the files it made and the packs it replaced, or its error.
+type mergeJob struct {
+	done       chan struct{}
+	merged     int64 // bytes of the packs merged
+	made, gone []string
+	err        error
+}
+
+// waitMerge waits for a running merge and takes its result.
+func (w *objWriter) waitMerge() error {
+	if w.merge == nil {
 		return nil
 	}
-	if err := syncDir(made[2]); err != nil {
-		return fmt.Errorf("consolidate packs: %w", err)
+	<-w.merge.done
+	return w.finishMerge()
+}
+
+// finishMerge retires the packs a finished merge replaced.
+func (w *objWriter) finishMerge() error {
+	m := w.merge
+	w.merge = nil
+	if m.err != nil {
+		return fmt.Errorf("consolidate packs: %w", m.err)
+	}
+	made, gone := m.made, m.gone
+	if made == nil {
+		return nil
 	}
 	newBase := strings.TrimSuffix(made[0], ".pack")
 	if w.retired == nil {
@@ -447,13 +515,10 @@ func (w *objWriter) consolidate() error {
 		}
 		w.retired[b] = time.Now()
 	}
-	w.packs = len(ps) - len(gone) + 1
+	// Packs written while it merged count too.
+	w.packs = w.packs - len(gone) + 1
 	w.packGen++
-	var merged int64
-	for _, p := range sel {
-		merged += p.size
-	}
-	if merged >= 16<<20 {
+	if m.merged >= 16<<20 {
 		// A big merge went through its caches and buffers: hand the
 		// memory back to the OS now rather than carry it as RSS until the
 		// scavenger gets to it (merges this big are rare: geometric).

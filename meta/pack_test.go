@@ -119,8 +119,16 @@ func TestPackConsolidate(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Packs a consolidation replaced stay on disk for a while
-		// (readers that listed them); they are not counted.
-		if n := len(packFiles(t, dir)) - len(r.w.retired); n > maxPacks {
+		// (readers that listed them); they are not counted. A merge
+		// runs beside updates: once it is done the count is bounded.
+		r.serveMu.Lock()
+		err := r.w.waitMerge()
+		n := len(packFiles(t, dir)) - len(r.w.retired)
+		r.serveMu.Unlock()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > maxPacks {
 			t.Fatalf("%d packs after flush %d", n, i)
 		}
 	}

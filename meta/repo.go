@@ -262,6 +262,7 @@ func Open(gitDir string, opts Options) (*Repo, error) {
 		w:      newObjWriter(gitDir),
 		graph:  newGraph(),
 	}
+	r.w.background = true // pack merges run beside updates
 	if opts.JournalSize > 0 {
 		if r.j, err = openJournal(gitDir, max(opts.JournalSize, 64<<10)); err != nil {
 			dirF.Close()
@@ -616,6 +617,7 @@ func (r *Repo) Close() error {
 		if err == nil {
 			err = r.checkpoint()
 		}
+		err = errors.Join(err, r.w.waitMerge())
 		r.w.dropRetired(time.Now().Add(retireAfter))
 		err = errors.Join(err, r.closeFiles())
 	})

@@ -84,7 +84,9 @@
 // entries puts a few dozen bytes into the journal record and the pack,
 // not the whole tree (replay puts every live record's objects into one
 // pack, which thus holds every base). When more than 16 packs exist the
-// flush merges the smaller ones (geometric: the packs left keep doubling
+// flush starts a merge of the smaller ones, which runs beside updates on a
+// goroutine of the lowest CPU priority (a later flush, or Close, retires
+// what it replaced) (geometric: the packs left keep doubling
 // in size), oldest first, each object once: streamed, entry by entry,
 // from the old packs (read by pread through their indexes and checked
 // against the CRCs they record) into the new pack file, whose SHA-1 is

@@ -10,6 +10,9 @@
 //	ref-MB/s           the reference's throughput in the same run
 //	x-passthrough      DelugeFS / passthrough (higher is better)
 //	files/s, iops      operation rates
+//	p50-us/file, p99-us/file, max-ms/file
+//	                   one small file's create+write+close, as the writer
+//	                   sees it (stalls: a checkpoint, a merge)
 //	MiB-rss            resident memory of the delugefs process
 //
 // DelugeFS runs as a child process (the delugefs binary, built by the

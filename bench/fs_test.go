@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -202,9 +203,29 @@ func BenchmarkRandRead4KiB(b *testing.B) {
 	reportRatio(b, iops, ref, "iops")
 }
 
+// latencies collects the time each file of a fill took (create, write,
+// close).
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+// report reports the median, 99th percentile and worst of the latencies.
+func (l *latencies) report(b *testing.B) {
+	d := slices.Clone(l.d)
+	if len(d) == 0 {
+		return
+	}
+	slices.Sort(d)
+	b.ReportMetric(float64(d[len(d)/2].Microseconds()), "p50-us/file")
+	b.ReportMetric(float64(d[len(d)*99/100].Microseconds()), "p99-us/file")
+	b.ReportMetric(float64(d[len(d)-1].Microseconds())/1000, "max-ms/file")
+}
+
 // fill creates files dir%03d/f%06d of 4 KiB with writers goroutines until
-// the tree under root holds upto files, starting at from.
-func fill(tb testing.TB, root string, from, upto, writers int) {
+// the tree under root holds upto files, starting at from; lat, when not
+// nil, gets each file's time.
+func fill(tb testing.TB, root string, from, upto, writers int, lat *latencies) {
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	for w := range writers {
@@ -220,9 +241,17 @@ func fill(tb testing.TB, root string, from, upto, writers int) {
 					last = dir
 				}
 				data[0], data[1], data[2] = byte(i), byte(i>>8), byte(i>>16)
-				if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%06d", i)), data, 0o644); err != nil {
+				name := filepath.Join(dir, fmt.Sprintf("f%06d", i))
+				start := time.Now()
+				if err := os.WriteFile(name, data, 0o644); err != nil {
 					errs <- err
 					return
+				}
+				if lat != nil {
+					d := time.Since(start)
+					lat.mu.Lock()
+					lat.d = append(lat.d, d)
+					lat.mu.Unlock()
 				}
 			}
 		}()
@@ -245,18 +274,20 @@ func BenchmarkSmallFiles(b *testing.B) {
 	count := 0
 	measure := func(b *testing.B, at int) float64 {
 		if count < at {
-			fill(b, n.mnt, count, at, 4)
+			fill(b, n.mnt, count, at, 4, nil)
 			count = at
 		}
 		start := time.Now()
 		made := 0
+		var lat latencies
 		for b.Loop() {
-			fill(b, n.mnt, count, count+batch, 1)
+			fill(b, n.mnt, count, count+batch, 1, &lat)
 			count += batch
 			made += batch
 		}
 		r := float64(made) / time.Since(start).Seconds()
 		b.ReportMetric(r, "files/s")
+		lat.report(b)
 		return r
 	}
 	b.Run("at-1k", func(b *testing.B) {
@@ -266,23 +297,25 @@ func BenchmarkSmallFiles(b *testing.B) {
 		// The reference, the passthrough (no hashing, no commit, no
 		// fsync on close), writes as many batches after ours: interleaved
 		// with ours, its write-back slowed our barriers.
-		fill(b, n.mnt, count, 1000, 4)
+		fill(b, n.mnt, count, 1000, 4, nil)
 		count = 1000
-		timed := func(root string, from int) float64 {
+		timed := func(root string, from int, lat *latencies) float64 {
 			start := time.Now()
-			fill(b, root, from, from+batch, 1)
+			fill(b, root, from, from+batch, 1, lat)
 			return float64(batch) / time.Since(start).Seconds()
 		}
 		var ours, refs []float64
+		var lat latencies // of our files: a close that waits for a checkpoint or a merge shows here
 		for b.Loop() {
-			ours = append(ours, timed(n.mnt, count))
+			ours = append(ours, timed(n.mnt, count, &lat))
 			count += batch
 		}
 		_, pmnt := passMount(b, false)
-		fill(b, pmnt, 0, 1000, 4)
+		fill(b, pmnt, 0, 1000, 4, nil)
 		for i := range ours {
-			refs = append(refs, timed(pmnt, 1000+i*batch))
+			refs = append(refs, timed(pmnt, 1000+i*batch, nil))
 		}
+		lat.report(b)
 		rate1k = median(ours)
 		b.ReportMetric(rate1k, "files/s")
 		reportRatio(b, rate1k, median(refs), "files/s")
@@ -293,7 +326,7 @@ func BenchmarkSmallFiles(b *testing.B) {
 		start := time.Now()
 		made := 0
 		for b.Loop() {
-			fill(b, n.mnt, count, count+4*batch, 4)
+			fill(b, n.mnt, count, count+4*batch, 4, nil)
 			count += 4 * batch
 			made += 4 * batch
 		}
@@ -310,7 +343,7 @@ func BenchmarkSmallFiles(b *testing.B) {
 	})
 	b.Run("ls-lR", func(b *testing.B) {
 		src, pmnt := passMount(b, false)
-		fill(b, src, 0, count, 4) // straight into the mirrored directory: fast
+		fill(b, src, 0, count, 4, nil) // straight into the mirrored directory: fast
 		ls := func(dir string) time.Duration {
 			start := time.Now()
 			cmd := exec.Command("ls", "-lR", dir)

@@ -3,6 +3,7 @@ package lowprio
 import (
 	"bytes"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -18,8 +19,8 @@ func niceOfThread(t *testing.T) string {
 	return strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))[16]
 }
 
-// Lower gives the goroutine's thread nice 19 and leaves other threads
-// alone.
+// Lower gives the goroutine's thread nice 19, leaves other threads alone,
+// and leaves the process a P more than it has CPUs.
 func TestLower(t *testing.T) {
 	got := make(chan string)
 	go func() { // ends after one send
@@ -31,5 +32,8 @@ func TestLower(t *testing.T) {
 	}
 	if n := niceOfThread(t); n == "19" {
 		t.Errorf("the test's own thread got nice 19")
+	}
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) <= runtime.NumCPU() {
+		t.Errorf("GOMAXPROCS %d with %d CPUs after Lower", runtime.GOMAXPROCS(0), runtime.NumCPU())
 	}
 }

@@ -364,22 +364,26 @@ func cut(p []byte) (field, rest []byte) {
 
 // encodeRecord builds the record for a commit and the blobs it carries.
 func (j *journal) encodeRecord(head plumbing.Hash, objs []journalObj, blobs []journalBlob) []byte {
-	return j.encode(head, objs, blobs, nil)
+	magic := uint32(recordMagicPack)
+	if len(blobs) > 0 {
+		magic = recordMagicPackBlobs
+	}
+	return j.encode(magic, head, objs, blobs, nil)
 }
 
 // encodeOps builds an operations record: the encoded operations of
 // updates applied on top of the commit base, and the blobs they attached.
 func (j *journal) encodeOps(base plumbing.Hash, ops []byte, blobs []journalBlob) []byte {
-	if ops == nil {
-		ops = []byte{}
-	}
-	return j.encode(base, nil, blobs, ops)
+	return j.encode(recordMagicOps, base, nil, blobs, ops)
 }
 
-func (j *journal) encode(head plumbing.Hash, objs []journalObj, blobs []journalBlob, ops []byte) []byte {
+// encode builds a record of the given magic; one of recordMagicPackBlobs
+// or recordMagicOps has the blob section.
+func (j *journal) encode(magic uint32, head plumbing.Hash, objs []journalObj, blobs []journalBlob, ops []byte) []byte {
+	withBlobs := magic == recordMagicPackBlobs || magic == recordMagicOps
 	n := 20
 	infos := make([][]byte, len(blobs))
-	if len(blobs) > 0 || ops != nil {
+	if withBlobs {
 		n += 4
 		for i, bl := range blobs {
 			infos[i] = bl.info.Bencode()
@@ -391,18 +395,11 @@ func (j *journal) encode(head plumbing.Hash, objs []journalObj, blobs []journalB
 	}
 	n += len(ops)
 	b := make([]byte, recordHead, recordHead+n)
-	magic := uint32(recordMagicPack)
-	switch {
-	case ops != nil:
-		magic = recordMagicOps
-	case len(blobs) > 0:
-		magic = recordMagicPackBlobs
-	}
 	binary.LittleEndian.PutUint32(b[0:4], magic)
 	binary.LittleEndian.PutUint64(b[4:12], j.epoch)
 	binary.LittleEndian.PutUint32(b[12:16], uint32(n))
 	b = append(b, head[:]...)
-	if len(blobs) > 0 || ops != nil {
+	if withBlobs {
 		b = binary.LittleEndian.AppendUint32(b, uint32(len(blobs)))
 		for i, bl := range blobs {
 			b = binary.LittleEndian.AppendUint32(b, uint32(len(infos[i])))

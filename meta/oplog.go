@@ -36,6 +36,13 @@ func appendOp(b []byte, tag byte, fields ...string) []byte {
 	return b
 }
 
+// appendPut encodes a Put: its kind byte precedes the fields.
+func appendPut(b []byte, k Kind, path string, data []byte) []byte {
+	b = append(b, opPut, byte(k))
+	b = appendField(b, path)
+	return appendField(b, string(data))
+}
+
 // loggedUpdate is one update read back from an operations record.
 type loggedUpdate struct {
 	msg string

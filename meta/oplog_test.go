@@ -13,9 +13,7 @@ func encodeLogged(ups []loggedUpdate) []byte {
 		for _, o := range u.ops {
 			switch o.tag {
 			case opPut:
-				b = append(b, opPut, byte(o.kind))
-				b = appendField(b, o.path)
-				b = appendField(b, string(o.data))
+				b = appendPut(b, o.kind, o.path, o.data)
 			case opRemove:
 				b = appendOp(b, opRemove, o.path)
 			case opRename:

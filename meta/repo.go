@@ -137,9 +137,8 @@ type Repo struct {
 	// lazy holds lazy updates published but not yet committed.
 	lazy lazyState
 	// replayOps are the operations records Open found after the last
-	// commit record; replaying is set while Open commits them.
+	// commit record.
 	replayOps []journalRecord
-	replaying bool
 
 	// packs reads our objects for the actor (Integrate); graph caches
 	// commits. Both are owned by the actor.
@@ -710,16 +709,19 @@ func (r *Repo) replay() error {
 }
 
 // commitReplayed applies the operations records replay found on the
-// loaded snapshot and commits them durably, then checkpoints. An
-// operation that fails (it succeeded on the same state before the crash,
-// so only a damaged record or a bug) is reported by Problems and skipped.
+// loaded snapshot, as the logged updates they are (lazy state whose
+// operations are all logged), commits them and checkpoints. An operation
+// that fails (it succeeded on the same state before the crash, so only a
+// damaged record or a bug) is reported by Problems and skipped.
 func (r *Repo) commitReplayed() error {
 	recs := r.replayOps
 	r.replayOps = nil
 	base := r.snap.Load()
 	tx := &Tx{root: base.root, count: base.count}
 	var msgs []string
+	var ops []byte
 	for _, rec := range recs {
+		ops = append(ops, rec.ops...)
 		if rec.head != base.head {
 			r.problem("", fmt.Errorf("journal: operations made on commit %s replayed on %s", rec.head, base.head))
 		}
@@ -739,14 +741,13 @@ func (r *Repo) commitReplayed() error {
 	}
 	tx.done = true
 	if len(msgs) > 0 {
-		r.replaying = true
-		err := r.commit(base, tx.root, tx.count, tx.objs, msgs, nil, false)
-		r.replaying = false
-		if err != nil {
+		r.snap.Store(&Snapshot{root: tx.root, count: tx.count, head: base.head, gen: base.gen})
+		r.lazy = lazyState{objs: tx.objs, msgs: msgs, ops: ops, opsLogged: len(ops), since: time.Now()}
+		if err := r.commitLazy(); err != nil {
 			return err
 		}
 	}
-	return r.checkpoint()
+	return r.checkpoint() // makes the commit's record durable, then retires every record
 }
 
 // undelta rebuilds the pack entry of a reference delta (zdelta, the
@@ -1135,10 +1136,7 @@ func (r *Repo) runBatchLocked(batch []*request) (rest []*request, _ error) {
 			ops: ops, opsLogged: r.lazy.opsLogged, blobsLogged: r.lazy.blobsLogged}
 		if opsRec != nil {
 			if _, err = r.j.write(opsRec); err != nil {
-				// What reached the journal is unknown: as a failed barrier.
-				err = fmt.Errorf("meta: %w", err)
-				r.fatal.CompareAndSwap(nil, &err)
-				r.log.Error("meta: writing the journal failed; updates fail until the node restarts", "err", err)
+				err = r.failJournal("writing the journal", err)
 				break
 			}
 			l.opsLogged, l.blobsLogged = len(ops), len(blobs)
@@ -1221,15 +1219,7 @@ func (r *Repo) drainDurable() {
 	if perr := r.fatal.Load(); perr != nil {
 		err = *perr
 	} else if r.j.durable.Load() < ws[len(ws)-1].lsn {
-		start := time.Now()
-		if err = r.j.sync(); err != nil {
-			err = fmt.Errorf("meta: %w", err)
-			r.fatal.CompareAndSwap(nil, &err)
-			r.log.Error("meta: the journal's barrier failed; updates fail until the node restarts", "err", err)
-		} else {
-			r.stats.barriers.Add(1)
-			r.stats.syncNanos.Add(int64(time.Since(start)))
-		}
+		err = r.barrier()
 	}
 	for _, w := range ws {
 		w.q.reply <- err
@@ -1249,18 +1239,30 @@ func (r *Repo) syncJournal() error {
 	if !r.j.unsynced() {
 		return nil // drainDurable's barrier covered them
 	}
+	return r.barrier()
+}
+
+// barrier makes the journal durable up to what is written (syncMu held)
+// and counts it. Its failure is fatal (failJournal).
+func (r *Repo) barrier() error {
 	start := time.Now()
 	if err := r.j.sync(); err != nil {
-		// Whether the records reached the disk is unknown, and a retried
-		// barrier could succeed over lost pages: fail until a restart.
-		err = fmt.Errorf("meta: %w", err)
-		r.fatal.CompareAndSwap(nil, &err)
-		r.log.Error("meta: the journal's barrier failed; updates fail until the node restarts", "err", err)
-		return err
+		return r.failJournal("the journal's barrier", err)
 	}
 	r.stats.barriers.Add(1)
 	r.stats.syncNanos.Add(int64(time.Since(start)))
 	return nil
+}
+
+// failJournal makes a failed journal write or barrier fatal: whether the
+// records reached the disk is unknown, and a retried barrier could
+// succeed over lost pages, so every update fails until a restart replays
+// the journal. It returns the error updates get.
+func (r *Repo) failJournal(what string, err error) error {
+	err = fmt.Errorf("meta: %w", err)
+	r.fatal.CompareAndSwap(nil, &err)
+	r.log.Error("meta: "+what+" failed; updates fail until the node restarts", "err", err)
+	return err
 }
 
 // Bounds on what waits in memory (and in the journal) to be written as
@@ -1313,7 +1315,7 @@ func (r *Repo) commit(base *Snapshot, root *node, count int, objs map[plumbing.H
 	msg := commitMessage(msgs)
 	_, err = r.writeCommit(commitReq{
 		root: root, count: count, objs: objs, blobs: blobs, lazy: lazy, gen: gen,
-		logged: r.lazy.opsLogged > 0 || r.replaying,
+		logged: r.lazy.opsLogged > 0,
 		encode: func(tree plumbing.Hash) []byte { return r.encodeCommit(tree, base.head, gen, msg) },
 	})
 	return err
@@ -1423,32 +1425,25 @@ func (r *Repo) writeCommit(c commitReq) (*Snapshot, error) {
 	journaled := false
 	if !slow {
 		rec := r.j.encodeRecord(head, mine, c.blobs)
-		if !r.j.fits(len(rec)) && c.logged {
-			slow = true
-		} else if !r.j.fits(len(rec)) {
+		if !r.j.fits(len(rec)) && !c.logged {
 			// The checkpoint writes and syncs every pending object,
 			// this commit's too (through temp files: they are in no
 			// record), and the attached blobs' files (its syncfs covers
-			// the blob store), so its record needs neither.
+			// the blob store), so its record needs neither. (A commit
+			// of logged updates takes the slow path below instead.)
 			if err := r.checkpointFlush(false); err != nil {
 				return nil, fmt.Errorf("meta: commit: %w", err)
 			}
 			rec = r.j.encodeRecord(head, nil, nil)
 		}
-		switch {
-		case slow:
-		case r.j.fits(len(rec)) && c.lazy:
+		if r.j.fits(len(rec)) {
 			if _, err := r.j.write(rec); err != nil {
 				return nil, fmt.Errorf("meta: commit: %w", err)
 			}
-			r.pendingRef = head
-			journaled = true
-		case r.j.fits(len(rec)):
-			if _, err := r.j.write(rec); err != nil {
-				return nil, fmt.Errorf("meta: commit: %w", err)
-			}
-			if err := r.syncJournal(); err != nil {
-				return nil, fmt.Errorf("meta: commit: %w", err)
+			if !c.lazy {
+				if err := r.syncJournal(); err != nil {
+					return nil, fmt.Errorf("meta: commit: %w", err)
+				}
 			}
 			// The objects and the ref are written later (flushAndNotify),
 			// without a barrier: replay restores them after a crash.
@@ -1580,14 +1575,7 @@ func (r *Repo) durableRef(head plumbing.Hash) error {
 	if err != nil {
 		return err
 	}
-	if r.opts.BeforeCheckpoint != nil && r.j != nil {
-		// The records retired below may hold attached blobs.
-		if err := r.opts.BeforeCheckpoint(); err != nil {
-			return fmt.Errorf("before checkpoint: %w", err)
-		}
-	}
-	r.w.written = append(r.w.written, tmp)
-	if err := r.w.syncObjects(r.dirF); err != nil {
+	if err := r.syncAll(tmp); err != nil {
 		return err
 	}
 	if err := r.renameRef(tmp); err != nil {
@@ -1598,12 +1586,33 @@ func (r *Repo) durableRef(head plumbing.Hash) error {
 	}
 	r.w.written = r.w.written[:0]
 	r.pendingRef = plumbing.ZeroHash // head descends from it
-	if r.j != nil {
-		if err := r.j.newEpoch(); err != nil {
-			return err
+	return r.retireRecords()
+}
+
+// syncAll makes every file written so far on the repository's file
+// system durable with one syncfs (path, written last, forces it): the
+// objects, and the blob files of the records about to be retired, which
+// Options.BeforeCheckpoint writes first.
+func (r *Repo) syncAll(path string) error {
+	if r.opts.BeforeCheckpoint != nil {
+		if err := r.opts.BeforeCheckpoint(); err != nil {
+			return fmt.Errorf("before checkpoint: %w", err)
 		}
-		r.j.broken = false
 	}
+	r.w.written = append(r.w.written, path)
+	return r.w.syncObjects(r.dirF)
+}
+
+// retireRecords starts a new journal epoch (call it once what every
+// record holds is durable by other means).
+func (r *Repo) retireRecords() error {
+	if r.j == nil {
+		return nil
+	}
+	if err := r.j.newEpoch(); err != nil {
+		return err
+	}
+	r.j.broken = false
 	return nil
 }
 
@@ -1628,24 +1637,10 @@ func (r *Repo) checkpointFlush(direct bool) error {
 		}
 		r.pendingRef = plumbing.ZeroHash
 	}
-	if r.opts.BeforeCheckpoint != nil {
-		// Blobs attached to the records about to be retired must be on
-		// disk before the barrier that retires them.
-		if err := r.opts.BeforeCheckpoint(); err != nil {
-			return fmt.Errorf("before checkpoint: %w", err)
-		}
-	}
-	r.w.written = append(r.w.written, r.gitDir) // force the barrier
-	if err := r.w.syncObjects(r.dirF); err != nil {
+	if err := r.syncAll(r.gitDir); err != nil {
 		return err
 	}
-	if r.j != nil {
-		if err := r.j.newEpoch(); err != nil {
-			return err
-		}
-		r.j.broken = false
-	}
-	return nil
+	return r.retireRecords()
 }
 
 // encodeCommit encodes a commit of this node: author Name <Email>,

@@ -144,9 +144,7 @@ func (tx *Tx) Put(path string, e *Entry) error {
 
 func (tx *Tx) logPut(path string, k Kind, data []byte) {
 	if tx.log {
-		tx.ops = append(tx.ops, opPut, byte(k))
-		tx.ops = appendField(tx.ops, path)
-		tx.ops = appendField(tx.ops, string(data))
+		tx.ops = appendPut(tx.ops, k, path, data)
 	}
 }
 

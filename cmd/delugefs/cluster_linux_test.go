@@ -313,13 +313,6 @@ func TestClusterThreeHosts(t *testing.T) {
 	}
 }
 
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestNoMulticastInterface: on a host with only a loopback (a container,
 // a machine offline) a node still starts and mounts, with mDNS off and a
 // warning, instead of failing.

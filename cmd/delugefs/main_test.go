@@ -247,20 +247,14 @@ func TestKill9Recovers(t *testing.T) {
 	}
 	// Namespace changes just before the kill (their operations records
 	// are likely still live in the journal: the replay applies them).
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.Mkdir(filepath.Join(mnt, "d"), 0o750))
-	must(os.Rename(filepath.Join(mnt, "f01"), filepath.Join(mnt, "d", "moved")))
+	must(t, os.Mkdir(filepath.Join(mnt, "d"), 0o750))
+	must(t, os.Rename(filepath.Join(mnt, "f01"), filepath.Join(mnt, "d", "moved")))
 	closed["d/moved"] = closed["f01"]
 	delete(closed, "f01")
-	must(os.Remove(filepath.Join(mnt, "f02")))
+	must(t, os.Remove(filepath.Join(mnt, "f02")))
 	delete(closed, "f02")
-	must(os.Symlink("moved", filepath.Join(mnt, "d", "link")))
-	must(os.Chmod(filepath.Join(mnt, "f03"), 0o600))
+	must(t, os.Symlink("moved", filepath.Join(mnt, "d", "link")))
+	must(t, os.Chmod(filepath.Join(mnt, "f03"), 0o600))
 	// A file open for writing when the process dies.
 	f, err := os.Create(filepath.Join(mnt, "half"))
 	if err != nil {
@@ -299,5 +293,13 @@ func TestKill9Recovers(t *testing.T) {
 	d2.cmd.Process.Signal(syscall.SIGTERM)
 	if err := d2.wait(t); err != nil {
 		t.Fatalf("exit: %v", err)
+	}
+}
+
+// must fails the test on err.
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -43,15 +43,9 @@ func TestUserMount(t *testing.T) {
 	dir := t.TempDir()
 	os.Chmod(filepath.Dir(dir), 0o755)
 	root, mnt := filepath.Join(dir, "root"), filepath.Join(dir, "mnt")
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(os.Mkdir(mnt, 0o755))
-	must(os.Chown(dir, uid, gid))
-	must(os.Chown(mnt, uid, gid))
+	must(t, os.Mkdir(mnt, 0o755))
+	must(t, os.Chown(dir, uid, gid))
+	must(t, os.Chown(mnt, uid, gid))
 	cmd := exec.Command(bin, withLoopback([]string{"--create", "--id", "users", "--root", root, "--mount", mnt})...)
 	cmd.SysProcAttr = cred
 	d := startCmd(t, cmd)
